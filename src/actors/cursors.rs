@@ -1,0 +1,128 @@
+//! Batches per-device ack cursors into one store write per flush interval.
+//!
+//! Acks arrive at client speed; the store sees at most one `save_cursors` call per
+//! `store.cursor_flush_ms`. A resume point asked for before its ack is written is answered
+//! from the pending batch, so a quick reconnect to the same node never replays acked work.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use tracing::warn;
+
+use super::messages::{Ack, FlushCursors, GetCursor};
+use crate::ids::{DeviceId, Seq, UserId};
+use crate::store::{CursorUpdate, MessageStore, StoreError};
+
+type Key = (UserId, DeviceId);
+
+/// The cursor-writer actor; one per node.
+pub struct CursorWriter {
+    store: Arc<dyn MessageStore>,
+    flush_every: Duration,
+    /// Acks not yet handed to the store.
+    pending: HashMap<Key, Seq>,
+    /// Acks handed to the store whose write has not finished.
+    inflight: HashMap<Key, Seq>,
+    writing: bool,
+}
+
+impl CursorWriter {
+    pub fn new(store: Arc<dyn MessageStore>, flush_every: Duration) -> Self {
+        Self {
+            store,
+            flush_every,
+            pending: HashMap::new(),
+            inflight: HashMap::new(),
+            writing: false,
+        }
+    }
+
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if self.writing || self.pending.is_empty() {
+            return;
+        }
+        self.writing = true;
+        self.inflight = std::mem::take(&mut self.pending);
+        let updates: Vec<CursorUpdate> = self
+            .inflight
+            .iter()
+            .map(|((user, device), seq)| CursorUpdate {
+                user: user.clone(),
+                device: device.clone(),
+                seq: *seq,
+            })
+            .collect();
+        let store = self.store.clone();
+        ctx.wait(
+            async move { store.save_cursors(updates).await }
+                .into_actor(self)
+                .map(|res, act, _ctx| {
+                    act.writing = false;
+                    let written = std::mem::take(&mut act.inflight);
+                    if let Err(err) = res {
+                        warn!(error = %err, cursors = written.len(), "ack cursor write failed, will retry");
+                        for (k, seq) in written {
+                            let e = act.pending.entry(k).or_insert(seq);
+                            *e = (*e).max(seq);
+                        }
+                    }
+                }),
+        );
+    }
+}
+
+impl Actor for CursorWriter {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.flush_every, |act, ctx| act.flush(ctx));
+    }
+
+    fn stopping(&mut self, ctx: &mut Self::Context) -> Running {
+        if self.pending.is_empty() {
+            Running::Stop
+        } else {
+            self.flush(ctx);
+            Running::Continue
+        }
+    }
+}
+
+impl Handler<Ack> for CursorWriter {
+    type Result = ();
+
+    fn handle(&mut self, msg: Ack, _ctx: &mut Self::Context) {
+        let e = self.pending.entry((msg.user, msg.device)).or_insert(0);
+        *e = (*e).max(msg.seq);
+    }
+}
+
+impl Handler<GetCursor> for CursorWriter {
+    type Result = ResponseFuture<Result<Option<Seq>, StoreError>>;
+
+    fn handle(&mut self, msg: GetCursor, _ctx: &mut Self::Context) -> Self::Result {
+        let key = (msg.user, msg.device);
+        let local = self
+            .pending
+            .get(&key)
+            .copied()
+            .max(self.inflight.get(&key).copied());
+        let store = self.store.clone();
+        Box::pin(async move {
+            let stored = store.cursor(&key.0, &key.1).await?;
+            Ok(stored.max(local))
+        })
+    }
+}
+
+impl Handler<FlushCursors> for CursorWriter {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _msg: FlushCursors, ctx: &mut Self::Context) -> Self::Result {
+        // `flush` uses ctx.wait, so this reply is sent only after the write finished.
+        self.flush(ctx);
+        Box::pin(fut::ready(()))
+    }
+}

@@ -1,0 +1,267 @@
+//! Per-node registry of live sessions (user -> sessions); reaches them only through
+//! `Recipient<Push>`, and keeps the route table told which users this node holds.
+//!
+//! Fan-out uses `try_send`: a session whose mailbox is full is closed as a slow consumer and
+//! dropped from the registry, so a stuck client never makes the hub queue without bound.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use tracing::{debug, warn};
+
+use super::messages::{
+    Broadcast, CloseReason, Deliver, DevicePresence, Drain, GetHubStats, Join, Leave, Presence,
+    Push,
+};
+use super::stats::{Counters, HubStats};
+use crate::ids::{DeviceId, NodeId, SessionId, UserId};
+use crate::routes::RouteTable;
+use crate::store::now_ms;
+
+/// How often pending route binds/unbinds are written, as one batch.
+pub const ROUTE_FLUSH: Duration = Duration::from_millis(50);
+
+struct Member {
+    session: SessionId,
+    device: DeviceId,
+    push: Recipient<Push>,
+    connected_at_ms: u64,
+}
+
+/// The hub actor; one per node.
+pub struct Hub {
+    node: NodeId,
+    users: HashMap<UserId, Vec<Member>>,
+    sessions: usize,
+    draining: bool,
+    routes: Arc<dyn RouteTable>,
+    /// Users that gained their first local session since the last route flush.
+    to_bind: Vec<UserId>,
+    /// Users that lost their last local session since the last route flush.
+    to_unbind: Vec<UserId>,
+    counters: Arc<Counters>,
+}
+
+impl Hub {
+    pub fn new(node: NodeId, routes: Arc<dyn RouteTable>, counters: Arc<Counters>) -> Self {
+        Self {
+            node,
+            users: HashMap::new(),
+            sessions: 0,
+            draining: false,
+            routes,
+            to_bind: Vec::new(),
+            to_unbind: Vec::new(),
+            counters,
+        }
+    }
+
+    fn remove(&mut self, user: &UserId, session: SessionId) -> bool {
+        let Some(members) = self.users.get_mut(user) else {
+            return false;
+        };
+        let before = members.len();
+        members.retain(|m| m.session != session);
+        let removed = members.len() < before;
+        if removed {
+            self.sessions -= 1;
+        }
+        if members.is_empty() {
+            self.users.remove(user);
+            self.to_unbind.push(user.clone());
+        }
+        removed
+    }
+
+    /// Offers `push` to one member; returns false when the member must be dropped.
+    fn offer(member: &Member, push: Push, counters: &Counters) -> bool {
+        match member.push.try_send(push) {
+            Ok(()) => true,
+            Err(SendError::Full(_)) => {
+                debug!(session = %member.session, "mailbox full, closing slow consumer");
+                Counters::add(&counters.slow_consumers, 1);
+                member.push.do_send(Push::Close(CloseReason::SlowConsumer));
+                false
+            }
+            Err(SendError::Closed(_)) => false,
+        }
+    }
+
+    fn flush_routes(&mut self, ctx: &mut Context<Self>) {
+        if self.to_bind.is_empty() && self.to_unbind.is_empty() {
+            return;
+        }
+        // A user that came and went (or went and came) within one flush: the current map
+        // decides.
+        let bind: Vec<UserId> = std::mem::take(&mut self.to_bind)
+            .into_iter()
+            .filter(|u| self.users.contains_key(u))
+            .collect();
+        let unbind: Vec<UserId> = std::mem::take(&mut self.to_unbind)
+            .into_iter()
+            .filter(|u| !self.users.contains_key(u))
+            .collect();
+        let routes = self.routes.clone();
+        let node = self.node.clone();
+        ctx.spawn(
+            async move {
+                if !bind.is_empty() {
+                    if let Err(err) = routes.bind(&node, &bind).await {
+                        warn!(error = %err, users = bind.len(), "route bind failed");
+                    }
+                }
+                if !unbind.is_empty() {
+                    if let Err(err) = routes.unbind(&node, &unbind).await {
+                        warn!(error = %err, users = unbind.len(), "route unbind failed");
+                    }
+                }
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+impl Actor for Hub {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(ROUTE_FLUSH, |hub, ctx| hub.flush_routes(ctx));
+    }
+}
+
+impl Handler<Join> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: Join, _ctx: &mut Self::Context) {
+        if self.draining {
+            msg.push.do_send(Push::Close(CloseReason::GoingAway));
+            return;
+        }
+        let members = self.users.entry(msg.user.clone()).or_default();
+        if members.is_empty() {
+            self.to_bind.push(msg.user);
+        }
+        members.push(Member {
+            session: msg.session,
+            device: msg.device,
+            push: msg.push,
+            connected_at_ms: now_ms(),
+        });
+        self.sessions += 1;
+    }
+}
+
+impl Handler<Leave> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: Leave, _ctx: &mut Self::Context) {
+        self.remove(&msg.user, msg.session);
+    }
+}
+
+impl Handler<Deliver> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: Deliver, _ctx: &mut Self::Context) {
+        for d in msg.0 {
+            let Some(members) = self.users.get_mut(&d.user) else {
+                continue;
+            };
+            let counters = &self.counters;
+            let before = members.len();
+            members.retain(|m| {
+                Hub::offer(
+                    m,
+                    Push::Message {
+                        seq: d.seq,
+                        frame: d.frame.clone(),
+                    },
+                    counters,
+                )
+            });
+            let dropped = before - members.len();
+            if dropped > 0 {
+                self.sessions -= dropped;
+                if members.is_empty() {
+                    self.users.remove(&d.user);
+                    self.to_unbind.push(d.user);
+                }
+            }
+        }
+    }
+}
+
+impl Handler<Broadcast> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: Broadcast, _ctx: &mut Self::Context) {
+        let counters = &self.counters;
+        let mut dropped = 0;
+        let mut emptied = Vec::new();
+        for (user, members) in self.users.iter_mut() {
+            let before = members.len();
+            members.retain(|m| Hub::offer(m, Push::Broadcast(msg.0.clone()), counters));
+            dropped += before - members.len();
+            if members.is_empty() {
+                emptied.push(user.clone());
+            }
+        }
+        self.sessions -= dropped;
+        for u in emptied {
+            self.users.remove(&u);
+            self.to_unbind.push(u);
+        }
+    }
+}
+
+impl Handler<Presence> for Hub {
+    type Result = MessageResult<Presence>;
+
+    fn handle(&mut self, msg: Presence, _ctx: &mut Self::Context) -> Self::Result {
+        let devices = self
+            .users
+            .get(&msg.0)
+            .map(|members| {
+                members
+                    .iter()
+                    .map(|m| DevicePresence {
+                        device: m.device.clone(),
+                        session: m.session.to_string(),
+                        node: self.node.to_string(),
+                        connected_at_ms: m.connected_at_ms,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        MessageResult(devices)
+    }
+}
+
+impl Handler<Drain> for Hub {
+    type Result = usize;
+
+    fn handle(&mut self, _msg: Drain, _ctx: &mut Self::Context) -> usize {
+        self.draining = true;
+        let n = self.sessions;
+        for members in self.users.values() {
+            for m in members {
+                m.push.do_send(Push::Close(CloseReason::GoingAway));
+            }
+        }
+        n
+    }
+}
+
+impl Handler<GetHubStats> for Hub {
+    type Result = MessageResult<GetHubStats>;
+
+    fn handle(&mut self, _msg: GetHubStats, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(HubStats {
+            sessions: self.sessions,
+            users: self.users.len(),
+            draining: self.draining,
+        })
+    }
+}

@@ -1,0 +1,146 @@
+//! Every message exchanged between Herald's actors, each with the reason it exists.
+
+use actix::prelude::*;
+use bytestring::ByteString;
+
+use crate::ids::{DeviceId, Seq, SessionId, UserId};
+use crate::store::Delivery;
+
+/// Why a session is being closed; each maps to one WebSocket close code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// 1001: the node is draining; reconnect elsewhere.
+    GoingAway,
+    /// 4001: the token expired and was not refreshed.
+    AuthExpired,
+    /// 4002: the client does not read fast enough.
+    SlowConsumer,
+    /// 4003: a node limit or policy.
+    Policy,
+    /// 4008: no traffic from the client within the heartbeat timeout.
+    HeartbeatTimeout,
+    /// 1009: a client frame over the size limit.
+    FrameTooBig,
+    /// 1002: the client broke the WebSocket protocol.
+    ProtocolError,
+    /// 1000: the client closed.
+    Normal,
+}
+
+impl CloseReason {
+    /// The WebSocket close code.
+    pub fn code(self) -> u16 {
+        match self {
+            CloseReason::GoingAway => 1001,
+            CloseReason::AuthExpired => 4001,
+            CloseReason::SlowConsumer => 4002,
+            CloseReason::Policy => 4003,
+            CloseReason::HeartbeatTimeout => 4008,
+            CloseReason::FrameTooBig => 1009,
+            CloseReason::ProtocolError => 1002,
+            CloseReason::Normal => 1000,
+        }
+    }
+
+    /// The close reason text (short: control frames carry at most 123 bytes of it).
+    pub fn text(self) -> &'static str {
+        match self {
+            CloseReason::GoingAway => "server going away, reconnect",
+            CloseReason::AuthExpired => "token expired",
+            CloseReason::SlowConsumer => "slow consumer",
+            CloseReason::Policy => "policy violation",
+            CloseReason::HeartbeatTimeout => "heartbeat timeout",
+            CloseReason::FrameTooBig => "frame too big",
+            CloseReason::ProtocolError => "protocol error",
+            CloseReason::Normal => "bye",
+        }
+    }
+}
+
+/// Hub -> session: something to write to the socket. The hub only knows sessions as
+/// `Recipient<Push>`, so it does not depend on the transport.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub enum Push {
+    /// A message of the session's user, in the user's seq order.
+    Message { seq: Seq, frame: ByteString },
+    /// A broadcast frame (no seq).
+    Broadcast(ByteString),
+    /// Close the session with this reason.
+    Close(CloseReason),
+}
+
+/// Session -> hub: a session started and wants its user's messages.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Join {
+    pub user: UserId,
+    pub device: DeviceId,
+    pub session: SessionId,
+    pub push: Recipient<Push>,
+}
+
+/// Session -> hub: a session stopped.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Leave {
+    pub user: UserId,
+    pub session: SessionId,
+}
+
+/// Dispatcher -> hub: stored messages for users that may have sessions here.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Deliver(pub Vec<Delivery>);
+
+/// Dispatcher -> hub: a broadcast frame for every local session.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Broadcast(pub ByteString);
+
+/// One connected device, as presence reports it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DevicePresence {
+    pub device: DeviceId,
+    pub session: String,
+    pub node: String,
+    pub connected_at_ms: u64,
+}
+
+/// API -> hub: which devices of a user are connected here.
+#[derive(Message)]
+#[rtype(result = "Vec<DevicePresence>")]
+pub struct Presence(pub UserId);
+
+/// Server -> hub: close every session with 1001 and refuse new ones; answers with the
+/// number of sessions that were asked to close.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Drain;
+
+/// Anyone -> hub: counts for stats and drain progress.
+#[derive(Message)]
+#[rtype(result = "super::stats::HubStats")]
+pub struct GetHubStats;
+
+/// Session -> cursor writer: this device has handled everything up to `seq`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Ack {
+    pub user: UserId,
+    pub device: DeviceId,
+    pub seq: Seq,
+}
+
+/// Session -> cursor writer: the device's resume point, including acks not yet written.
+#[derive(Message)]
+#[rtype(result = "Result<Option<Seq>, crate::store::StoreError>")]
+pub struct GetCursor {
+    pub user: UserId,
+    pub device: DeviceId,
+}
+
+/// Server -> cursor writer: write everything pending now (drain).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FlushCursors;

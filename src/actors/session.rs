@@ -1,0 +1,473 @@
+//! One actor per WebSocket connection: heartbeats, token expiry, in-order delivery with
+//! replay from the store, and a bounded outbound queue.
+//!
+//! Delivery state is `delivered`, the highest seq written towards the socket. Live pushes
+//! arrive from the hub in the user's seq order; a push that skips ahead (a gap) or arrives
+//! while a replay is running is held in `pending` and merged once the store read finished,
+//! so replayed and live messages interleave without gaps, reordering or duplicates.
+//!
+//! Outbound frames go through `out`, drained by [`Writer`] into the `actix-ws` session as
+//! fast as the socket takes them. A client that lets `out` reach `session.outbound_queue`
+//! frames is closed with 4002.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+use std::time::Instant;
+
+use actix::prelude::*;
+use actix_ws::{Message, ProtocolError};
+use bytes::Bytes;
+use bytestring::ByteString;
+use futures_util::Sink;
+use tracing::debug;
+
+use super::cursors::CursorWriter;
+use super::hub::Hub;
+use super::messages::{Ack, CloseReason, GetCursor, Join, Leave, Push};
+use super::stats::Counters;
+use crate::auth::{unix_now, TokenVerifier};
+use crate::config::SessionConfig;
+use crate::frames::{self, ClientFrame, FrameError};
+use crate::ids::{DeviceId, NodeId, Seq, SessionId, UserId};
+use crate::store::MessageStore;
+
+/// What a session needs from its node, shared by all sessions.
+pub struct SessionDeps {
+    pub node: NodeId,
+    pub cfg: SessionConfig,
+    pub hub: Addr<Hub>,
+    pub cursors: Addr<CursorWriter>,
+    pub store: Arc<dyn MessageStore>,
+    pub verifier: Arc<TokenVerifier>,
+    pub counters: Arc<Counters>,
+}
+
+/// Where a new session starts delivering from.
+#[derive(Debug, Clone, Copy)]
+pub enum ResumeFrom {
+    /// `?since=N`: everything after N.
+    Since(Seq),
+    /// The device's stored ack cursor (everything retained when it has none).
+    Cursor,
+}
+
+enum Out {
+    Text(ByteString),
+    Ping,
+    Pong(Bytes),
+    Close(CloseReason),
+}
+
+/// The session actor.
+pub struct WsSession {
+    id: SessionId,
+    user: UserId,
+    device: DeviceId,
+    /// Unix seconds at which the token runs out unless refreshed by a ping.
+    expires_at: u64,
+    resume: ResumeFrom,
+    deps: Arc<SessionDeps>,
+    sink: actix_ws::Session,
+    out: VecDeque<Out>,
+    /// Waker of the idle [`Writer`], woken when `out` gains a frame.
+    writer: Option<Waker>,
+    /// Last time anything arrived from the client.
+    last_heard: Instant,
+    /// Highest seq written towards the socket.
+    delivered: Seq,
+    /// Highest seq the client acked.
+    acked: Seq,
+    /// A store read (initial replay or gap fill) is running.
+    syncing: bool,
+    /// Live messages held while syncing or waiting for a gap to fill.
+    pending: BTreeMap<Seq, ByteString>,
+    closing: bool,
+}
+
+impl WsSession {
+    pub fn new(
+        user: UserId,
+        device: DeviceId,
+        expires_at: u64,
+        resume: ResumeFrom,
+        deps: Arc<SessionDeps>,
+        sink: actix_ws::Session,
+    ) -> Self {
+        Self {
+            id: SessionId::next(),
+            user,
+            device,
+            expires_at,
+            resume,
+            deps,
+            sink,
+            out: VecDeque::new(),
+            writer: None,
+            last_heard: Instant::now(),
+            delivered: 0,
+            acked: 0,
+            syncing: true,
+            pending: BTreeMap::new(),
+            closing: false,
+        }
+    }
+
+    fn wake_writer(&mut self) {
+        if let Some(w) = self.writer.take() {
+            w.wake();
+        }
+    }
+
+    /// Queues a frame that must not be dropped (welcome, replay, errors).
+    fn enqueue(&mut self, out: Out) {
+        if self.closing {
+            return;
+        }
+        self.out.push_back(out);
+        self.wake_writer();
+    }
+
+    /// Queues a live frame, closing the session when the client has fallen too far behind.
+    fn enqueue_live(&mut self, frame: ByteString, ctx: &mut Context<Self>) {
+        if self.out.len() >= self.deps.cfg.outbound_queue {
+            Counters::add(&self.deps.counters.slow_consumers, 1);
+            self.close(CloseReason::SlowConsumer, ctx);
+            return;
+        }
+        self.enqueue(Out::Text(frame));
+    }
+
+    /// Starts closing: drops what is queued, sends the close frame, and stops once it is
+    /// written or after the grace period.
+    fn close(&mut self, reason: CloseReason, ctx: &mut Context<Self>) {
+        if self.closing {
+            return;
+        }
+        debug!(session = %self.id, user = %self.user, code = reason.code(), "closing session");
+        self.out.clear();
+        self.pending.clear();
+        self.out.push_back(Out::Close(reason));
+        self.closing = true;
+        self.wake_writer();
+        ctx.run_later(self.deps.cfg.close_grace(), |_, ctx| ctx.stop());
+    }
+
+    /// Reads the store from `delivered` and merges held live messages afterwards.
+    fn sync(&mut self, first: bool, ctx: &mut Context<Self>) {
+        self.syncing = true;
+        let deps = self.deps.clone();
+        let user = self.user.clone();
+        let device = self.device.clone();
+        let resume = self.resume;
+        let after_known = self.delivered;
+        let limit = deps.cfg.replay_limit;
+        ctx.spawn(
+            async move {
+                let after = if !first {
+                    after_known
+                } else {
+                    match resume {
+                        ResumeFrom::Since(s) => s,
+                        ResumeFrom::Cursor => deps
+                            .cursors
+                            .send(GetCursor { user: user.clone(), device })
+                            .await
+                            .map_err(|_| crate::store::StoreError::Unavailable("cursor writer stopped".into()))??
+                            .unwrap_or(0),
+                    }
+                };
+                let last = deps.store.last_seq(&user).await?;
+                let after = after.min(last);
+                // Replay at most `limit` messages: the newest ones.
+                let start = after.max(last.saturating_sub(limit as Seq));
+                let page = deps.store.read(&user, start, limit).await?;
+                Ok::<_, crate::store::StoreError>((after, start, page))
+            }
+            .into_actor(self)
+            .map(move |res, act, ctx| match res {
+                Ok((after, start, page)) => {
+                    if first {
+                        let welcome = frames::welcome(
+                            &act.id.to_string(),
+                            act.deps.node.as_str(),
+                            act.user.as_str(),
+                            act.deps.cfg.heartbeat_ms,
+                            page.last_seq,
+                        );
+                        act.enqueue(Out::Text(welcome));
+                    }
+                    let resume_from = page.first_retained.max(start + 1);
+                    if resume_from > after + 1 && page.last_seq > after {
+                        act.enqueue(Out::Text(frames::history_truncated(after, resume_from)));
+                    }
+                    act.delivered = act.delivered.max(after);
+                    let n = page.messages.len() as u64;
+                    for (seq, frame) in page.messages {
+                        if seq > act.delivered {
+                            act.delivered = seq;
+                            act.enqueue(Out::Text(frame));
+                        }
+                    }
+                    Counters::add(&act.deps.counters.replayed, n);
+                    Counters::add(&act.deps.counters.delivered, n);
+                    act.syncing = false;
+                    act.drain_pending(ctx);
+                }
+                Err(err) => {
+                    tracing::warn!(session = %act.id, error = %err, "replay failed");
+                    if first {
+                        act.enqueue(Out::Text(frames::error(
+                            "store_unavailable",
+                            "missed messages could not be loaded; reconnect later to receive them",
+                        )));
+                        act.close(CloseReason::GoingAway, ctx);
+                    } else {
+                        // A later push or reconnect will retry the gap; keep live delivery.
+                        act.syncing = false;
+                        act.drain_pending(ctx);
+                    }
+                }
+            }),
+        );
+    }
+
+    /// Delivers held live messages in order, starting another sync on a gap.
+    fn drain_pending(&mut self, ctx: &mut Context<Self>) {
+        while let Some(entry) = self.pending.first_entry() {
+            let seq = *entry.key();
+            if seq <= self.delivered {
+                entry.remove();
+            } else if seq == self.delivered + 1 {
+                let frame = entry.remove();
+                self.delivered = seq;
+                Counters::add(&self.deps.counters.delivered, 1);
+                self.enqueue_live(frame, ctx);
+            } else {
+                self.sync(false, ctx);
+                return;
+            }
+        }
+    }
+
+    fn on_push_message(&mut self, seq: Seq, frame: ByteString, ctx: &mut Context<Self>) {
+        if self.syncing || !self.pending.is_empty() {
+            if self.pending.len() >= self.deps.cfg.outbound_queue {
+                Counters::add(&self.deps.counters.slow_consumers, 1);
+                self.close(CloseReason::SlowConsumer, ctx);
+                return;
+            }
+            self.pending.insert(seq, frame);
+            if !self.syncing {
+                self.drain_pending(ctx);
+            }
+        } else if seq <= self.delivered {
+            // Already replayed.
+        } else if seq == self.delivered + 1 {
+            self.delivered = seq;
+            Counters::add(&self.deps.counters.delivered, 1);
+            self.enqueue_live(frame, ctx);
+        } else {
+            self.pending.insert(seq, frame);
+            self.sync(false, ctx);
+        }
+    }
+
+    fn on_text(&mut self, text: &str, ctx: &mut Context<Self>) {
+        match ClientFrame::parse(text) {
+            Ok(ClientFrame::Ping { token }) => {
+                if let Some(token) = token {
+                    match self.deps.verifier.verify(&token) {
+                        Ok(id) if id.user == self.user => {
+                            self.expires_at = self.expires_at.max(id.expires_at);
+                        }
+                        Ok(_) => self.enqueue(Out::Text(frames::error(
+                            "token_user_mismatch",
+                            "refresh token is for another user; session expiry unchanged",
+                        ))),
+                        Err(e) => self.enqueue(Out::Text(frames::error(
+                            e.code(),
+                            &format!("{e}; session expiry unchanged"),
+                        ))),
+                    }
+                }
+                self.enqueue(Out::Text(frames::pong()));
+            }
+            Ok(ClientFrame::Ack { seq }) => {
+                let seq = seq.min(self.delivered);
+                if seq > self.acked {
+                    self.acked = seq;
+                    self.deps.cursors.do_send(Ack {
+                        user: self.user.clone(),
+                        device: self.device.clone(),
+                        seq,
+                    });
+                }
+            }
+            Err(FrameError::UnknownType(t)) => self.enqueue(Out::Text(frames::error(
+                "unknown_frame",
+                &format!("unknown frame type `{t}`; expected ping or ack"),
+            ))),
+            Err(FrameError::Malformed(e)) => self.enqueue(Out::Text(frames::error(
+                "bad_frame",
+                &format!("frame is not a valid ping or ack: {e}"),
+            ))),
+        }
+        let _ = ctx;
+    }
+
+    fn heartbeat(&mut self, ctx: &mut Context<Self>) {
+        if self.closing {
+            return;
+        }
+        if self.last_heard.elapsed() > self.deps.cfg.heartbeat_timeout() {
+            Counters::add(&self.deps.counters.heartbeat_timeouts, 1);
+            self.close(CloseReason::HeartbeatTimeout, ctx);
+        } else if unix_now() > self.expires_at {
+            self.close(CloseReason::AuthExpired, ctx);
+        } else {
+            self.enqueue(Out::Ping);
+        }
+    }
+}
+
+impl Actor for WsSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.deps.cfg.outbound_queue);
+        Counters::add(&self.deps.counters.sessions_opened, 1);
+        self.deps.hub.do_send(Join {
+            user: self.user.clone(),
+            device: self.device.clone(),
+            session: self.id,
+            push: ctx.address().recipient(),
+        });
+        ctx.spawn(Writer);
+        // Expiry and silence are checked more often than the ping interval so that a short
+        // heartbeat timeout (tests) or an expiring token is acted on promptly.
+        let tick = (self.deps.cfg.heartbeat() / 2).max(std::time::Duration::from_millis(10));
+        let mut since_ping = std::time::Duration::ZERO;
+        ctx.run_interval(tick, move |act, ctx| {
+            since_ping += tick;
+            if act.last_heard.elapsed() > act.deps.cfg.heartbeat_timeout()
+                || unix_now() > act.expires_at
+                || since_ping >= act.deps.cfg.heartbeat()
+            {
+                since_ping = std::time::Duration::ZERO;
+                act.heartbeat(ctx);
+            }
+        });
+        self.sync(true, ctx);
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.deps.hub.do_send(Leave {
+            user: self.user.clone(),
+            session: self.id,
+        });
+    }
+}
+
+impl Handler<Push> for WsSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: Push, ctx: &mut Self::Context) {
+        if self.closing {
+            return;
+        }
+        match msg {
+            Push::Message { seq, frame } => self.on_push_message(seq, frame, ctx),
+            Push::Broadcast(frame) => {
+                Counters::add(&self.deps.counters.delivered, 1);
+                self.enqueue_live(frame, ctx);
+            }
+            Push::Close(reason) => self.close(reason, ctx),
+        }
+    }
+}
+
+impl StreamHandler<Result<Message, ProtocolError>> for WsSession {
+    fn handle(&mut self, item: Result<Message, ProtocolError>, ctx: &mut Self::Context) {
+        self.last_heard = Instant::now();
+        if self.closing {
+            return;
+        }
+        match item {
+            Ok(Message::Text(text)) => self.on_text(&text, ctx),
+            Ok(Message::Binary(_)) => self.enqueue(Out::Text(frames::error(
+                "binary_not_supported",
+                "send JSON text frames",
+            ))),
+            Ok(Message::Ping(bytes)) => self.enqueue(Out::Pong(bytes)),
+            Ok(Message::Pong(_)) | Ok(Message::Nop) => {}
+            Ok(Message::Close(_)) => self.close(CloseReason::Normal, ctx),
+            Ok(Message::Continuation(_)) => self.enqueue(Out::Text(frames::error(
+                "fragmented_not_supported",
+                "send each frame unfragmented",
+            ))),
+            Err(ProtocolError::Overflow) => self.close(CloseReason::FrameTooBig, ctx),
+            Err(err) => {
+                debug!(session = %self.id, error = %err, "websocket protocol error");
+                self.close(CloseReason::ProtocolError, ctx);
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        // The client went away (TCP closed); nothing more can be written.
+        ctx.stop();
+    }
+}
+
+/// Drains `WsSession::out` into the socket: polled as part of the session's own task, so it
+/// sees the actor's state directly and never needs a lock or a second task.
+struct Writer;
+
+impl ActorFuture<WsSession> for Writer {
+    type Output = ();
+
+    fn poll(
+        self: Pin<&mut Self>,
+        act: &mut WsSession,
+        ctx: &mut Context<WsSession>,
+        task: &mut std::task::Context<'_>,
+    ) -> Poll<()> {
+        loop {
+            if act.out.is_empty() {
+                match &act.writer {
+                    Some(w) if w.will_wake(task.waker()) => {}
+                    _ => act.writer = Some(task.waker().clone()),
+                }
+                return Poll::Pending;
+            }
+            match Pin::new(&mut act.sink).poll_ready(task) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(_)) => {
+                    ctx.stop();
+                    return Poll::Ready(());
+                }
+                Poll::Ready(Ok(())) => {
+                    // unwrap: `out` was checked to be non-empty above
+                    let (msg, last) = match act.out.pop_front().unwrap() {
+                        Out::Text(t) => (Message::Text(t), false),
+                        Out::Ping => (Message::Ping(Bytes::new()), false),
+                        Out::Pong(b) => (Message::Pong(b), false),
+                        Out::Close(r) => (
+                            Message::Close(Some(actix_ws::CloseReason {
+                                code: r.code().into(),
+                                description: Some(r.text().into()),
+                            })),
+                            true,
+                        ),
+                    };
+                    if Pin::new(&mut act.sink).start_send(msg).is_err() || last {
+                        ctx.stop();
+                        return Poll::Ready(());
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! Node counters shared by actors and HTTP handlers: relaxed atomics, read by `/api/v1/stats`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters every part of the node bumps; cheap enough for the hot path.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Frames handed to session sockets (messages and broadcasts).
+    pub delivered: AtomicU64,
+    /// Messages accepted by ingestion (2xx).
+    pub accepted: AtomicU64,
+    /// Idempotent retries answered with the first id.
+    pub duplicates: AtomicU64,
+    /// Sessions closed with 4002.
+    pub slow_consumers: AtomicU64,
+    /// Sessions closed with 4008.
+    pub heartbeat_timeouts: AtomicU64,
+    /// Sessions opened since start.
+    pub sessions_opened: AtomicU64,
+    /// Messages replayed from the store on connect or gap fill.
+    pub replayed: AtomicU64,
+}
+
+impl Counters {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// A snapshot of the hub.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct HubStats {
+    pub sessions: usize,
+    pub users: usize,
+    pub draining: bool,
+}

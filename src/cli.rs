@@ -1,0 +1,177 @@
+//! Command line: `herald serve`, `herald token`, `herald bench`.
+//!
+//! Errors print one line naming what is wrong and exit non-zero: 2 for bad input
+//! (arguments, config), 1 for runtime failures.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::auth::TokenMinter;
+use crate::config::{Config, LogFormat};
+use crate::ids::{DeviceId, UserId};
+
+#[derive(Parser)]
+#[command(name = "herald", version, about = "Clustered WebSocket push service")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node.
+    Serve {
+        /// Config file (TOML); HERALD_SECTION__KEY environment variables override it.
+        #[arg(long, short, default_value = "config.toml")]
+        config: PathBuf,
+    },
+    /// Print a connection token (JWT) signed with the configured key.
+    Token {
+        /// User id (the `sub` claim).
+        user: String,
+        /// Lifetime: a number with s, m, h or d (`90s`, `1h`, `7d`) or plain seconds.
+        #[arg(long, default_value = "1h", value_parser = parse_duration_s)]
+        ttl: u64,
+        /// Bind the token to one device id.
+        #[arg(long)]
+        device: Option<String>,
+        #[arg(long, short, default_value = "config.toml")]
+        config: PathBuf,
+    },
+    /// Load generator: connections, targeted and broadcast publishing, latency.
+    Bench(crate::bench::BenchArgs),
+    /// Internal: one bench client process (started by `herald bench`).
+    #[command(hide = true)]
+    BenchWorker(crate::bench::WorkerArgs),
+}
+
+/// Parses `90s`, `15m`, `1h`, `7d` or plain seconds.
+pub fn parse_duration_s(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 's')) => (&s[..i], 1),
+        Some((i, 'm')) => (&s[..i], 60),
+        Some((i, 'h')) => (&s[..i], 3600),
+        Some((i, 'd')) => (&s[..i], 86_400),
+        _ => (s, 1),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 90s, 15m, 1h or 7d"))?;
+    if n == 0 {
+        return Err("duration must be positive".into());
+    }
+    Ok(n * mult)
+}
+
+fn init_logging(cfg: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&cfg.log.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match cfg.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Plain => builder.try_init(),
+    };
+}
+
+fn load_config(path: &std::path::Path) -> Result<Config, ExitCode> {
+    Config::load(Some(path)).map_err(|e| {
+        eprintln!("herald: {e}");
+        ExitCode::from(2)
+    })
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => {
+            let cfg = match load_config(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            init_logging(&cfg);
+            serve(cfg)
+        }
+        Command::Token {
+            user,
+            ttl,
+            device,
+            config,
+        } => {
+            let cfg = match load_config(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let user = match UserId::parse(&user) {
+                Ok(u) => u,
+                Err(e) => {
+                    eprintln!("herald: invalid user id `{user}`: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let device = match device.map(|d| DeviceId::parse(&d).map_err(|e| (d, e))).transpose() {
+                Ok(d) => d,
+                Err((d, e)) => {
+                    eprintln!("herald: invalid device id `{d}`: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match TokenMinter::from_config(&cfg.auth) {
+                Ok(m) => {
+                    println!("{}", m.mint(&user, device.as_ref(), ttl));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("herald: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Bench(args) => crate::bench::run(args),
+        Command::BenchWorker(args) => crate::bench::run_worker(args),
+    }
+}
+
+fn serve(cfg: Config) -> ExitCode {
+    let system = actix_rt::System::new();
+    system.block_on(async move {
+        let listener = match std::net::TcpListener::bind(cfg.server.listen) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("herald: cannot listen on {} (server.listen): {e}", cfg.server.listen);
+                return ExitCode::from(1);
+            }
+        };
+        match crate::server::start(cfg, listener).await {
+            Ok(node) => {
+                node.run_until_signal().await;
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("herald: {e}");
+                ExitCode::from(2)
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration_s;
+
+    #[test]
+    fn durations_accept_units_and_reject_garbage() {
+        assert_eq!(parse_duration_s("90s"), Ok(90));
+        assert_eq!(parse_duration_s("15m"), Ok(900));
+        assert_eq!(parse_duration_s("1h"), Ok(3600));
+        assert_eq!(parse_duration_s("2d"), Ok(172_800));
+        assert_eq!(parse_duration_s("42"), Ok(42));
+        assert!(parse_duration_s("soon").is_err());
+        assert!(parse_duration_s("0s").is_err());
+    }
+}

@@ -1,0 +1,195 @@
+//! Wire frames: server-to-client JSON encoding and client-to-server parsing.
+//!
+//! A message frame is built once per recipient user from pieces serialized once per
+//! message ([`MessageParts`]), so fan-out never re-encodes the payload.
+
+use bytestring::ByteString;
+use serde::Deserialize;
+
+use crate::ids::Seq;
+
+/// The parts of a message frame that are the same for every recipient, pre-encoded.
+#[derive(Debug, Clone)]
+pub struct MessageParts {
+    /// `{"type":"message","id":"<id>","seq":`
+    head: String,
+    /// `,"topic":<json>,"payload":<raw>,"ts":<ms>}`
+    tail: String,
+}
+
+impl MessageParts {
+    /// Encodes id, topic, raw payload JSON and timestamp once.
+    pub fn new(id: &str, topic: Option<&str>, payload_json: &str, ts_ms: u64) -> Self {
+        let mut head = String::with_capacity(40 + id.len());
+        head.push_str(r#"{"type":"message","id":"#);
+        // unwrap: serializing a &str to JSON cannot fail
+        head.push_str(&serde_json::to_string(id).unwrap());
+        head.push_str(r#","seq":"#);
+        let topic_json = match topic {
+            // unwrap: as above
+            Some(t) => serde_json::to_string(t).unwrap(),
+            None => "null".to_string(),
+        };
+        let mut tail = String::with_capacity(40 + topic_json.len() + payload_json.len());
+        tail.push_str(r#","topic":"#);
+        tail.push_str(&topic_json);
+        tail.push_str(r#","payload":"#);
+        tail.push_str(payload_json);
+        tail.push_str(r#","ts":"#);
+        tail.push_str(itoa::Buffer::new().format(ts_ms));
+        tail.push('}');
+        Self { head, tail }
+    }
+
+    /// The frame for one recipient user, with that user's `seq`.
+    pub fn frame(&self, seq: Seq) -> ByteString {
+        let mut buf = itoa::Buffer::new();
+        let seq = buf.format(seq);
+        let mut s = String::with_capacity(self.head.len() + seq.len() + self.tail.len());
+        s.push_str(&self.head);
+        s.push_str(seq);
+        s.push_str(&self.tail);
+        ByteString::from(s)
+    }
+
+    /// The frame for a broadcast: `seq` is null and `broadcast` is true.
+    pub fn broadcast_frame(&self) -> ByteString {
+        let mut s = String::with_capacity(self.head.len() + 24 + self.tail.len());
+        s.push_str(&self.head);
+        s.push_str(r#"null,"broadcast":true"#);
+        s.push_str(&self.tail);
+        ByteString::from(s)
+    }
+}
+
+/// `{"type":"welcome",…}` sent once when a session starts.
+pub fn welcome(session: &str, node: &str, user: &str, heartbeat_ms: u64, last_seq: Seq) -> ByteString {
+    serde_json::json!({
+        "type": "welcome",
+        "session": session,
+        "node": node,
+        "user": user,
+        "heartbeat_ms": heartbeat_ms,
+        "last_seq": last_seq,
+    })
+    .to_string()
+    .into()
+}
+
+/// `{"type":"pong"}`.
+pub fn pong() -> ByteString {
+    ByteString::from_static(r#"{"type":"pong"}"#)
+}
+
+/// `{"type":"error","code":…,"message":…}` for a bad client frame; the session stays open.
+pub fn error(code: &str, message: &str) -> ByteString {
+    serde_json::json!({"type": "error", "code": code, "message": message})
+        .to_string()
+        .into()
+}
+
+/// Tells a resuming client that messages after `after` up to `resume_from - 1` can no longer
+/// be replayed (retention or the replay limit); it may read them from the history API where
+/// they are still retained.
+pub fn history_truncated(after: Seq, resume_from: Seq) -> ByteString {
+    serde_json::json!({
+        "type": "history_truncated",
+        "after": after,
+        "resume_from": resume_from,
+    })
+    .to_string()
+    .into()
+}
+
+/// Client-to-server frames.
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ClientFrame {
+    /// Application-level ping; may carry a fresh token to extend the session.
+    Ping {
+        #[serde(default)]
+        token: Option<String>,
+    },
+    /// Cumulative ack: everything up to `seq` is handled on this device.
+    Ack { seq: Seq },
+}
+
+/// Why a client frame was not understood.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FrameError {
+    /// Not JSON, or a JSON value that is not an object with a `type`.
+    Malformed(String),
+    /// A `type` Herald does not know.
+    UnknownType(String),
+}
+
+impl ClientFrame {
+    /// Parses one text frame.
+    pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
+        match serde_json::from_str::<ClientFrame>(text) {
+            Ok(f) => Ok(f),
+            Err(e) => {
+                // Tell "unknown type" apart from other shape errors for a clearer reply.
+                #[derive(Deserialize)]
+                struct Typed {
+                    #[serde(rename = "type")]
+                    ty: String,
+                }
+                match serde_json::from_str::<Typed>(text) {
+                    Ok(t) if !matches!(t.ty.as_str(), "ping" | "ack") => {
+                        Err(FrameError::UnknownType(t.ty))
+                    }
+                    _ => Err(FrameError::Malformed(e.to_string())),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_frame_is_valid_json_with_the_recipients_seq() {
+        let p = MessageParts::new("m1", Some("news"), r#"{"a":[1,2]}"#, 1700);
+        let f: serde_json::Value = serde_json::from_str(&p.frame(42)).unwrap();
+        assert_eq!(f["type"], "message");
+        assert_eq!(f["id"], "m1");
+        assert_eq!(f["seq"], 42);
+        assert_eq!(f["topic"], "news");
+        assert_eq!(f["payload"]["a"][1], 2);
+        assert_eq!(f["ts"], 1700);
+        let b: serde_json::Value = serde_json::from_str(&p.broadcast_frame()).unwrap();
+        assert!(b["seq"].is_null());
+        assert_eq!(b["broadcast"], true);
+        let n: serde_json::Value =
+            serde_json::from_str(&MessageParts::new("m\"2", None, "3", 1).frame(1)).unwrap();
+        assert!(n["topic"].is_null());
+        assert_eq!(n["id"], "m\"2");
+    }
+
+    #[test]
+    fn client_frames_parse_and_unknown_types_are_named() {
+        assert_eq!(
+            ClientFrame::parse(r#"{"type":"ping"}"#),
+            Ok(ClientFrame::Ping { token: None })
+        );
+        assert_eq!(
+            ClientFrame::parse(r#"{"type":"ack","seq":7}"#),
+            Ok(ClientFrame::Ack { seq: 7 })
+        );
+        assert_eq!(
+            ClientFrame::parse(r#"{"type":"subscribe"}"#),
+            Err(FrameError::UnknownType("subscribe".into()))
+        );
+        assert!(matches!(
+            ClientFrame::parse("not json"),
+            Err(FrameError::Malformed(_))
+        ));
+        assert!(matches!(
+            ClientFrame::parse(r#"{"type":"ack"}"#),
+            Err(FrameError::Malformed(_))
+        ));
+    }
+}

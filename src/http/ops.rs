@@ -1,0 +1,65 @@
+//! Operations endpoints: liveness, readiness, stats, and the JSON 404.
+
+use std::sync::atomic::Ordering;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+
+use super::error::ApiError;
+use super::AppState;
+use crate::actors::messages::GetHubStats;
+use crate::actors::stats::Counters;
+
+/// `GET /healthz`: the process is alive and answering.
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+/// `GET /readyz`: backends reachable and not draining; a load balancer routes on this.
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let mut problems = Vec::new();
+    if state.draining.load(Ordering::Relaxed) {
+        problems.push("draining".to_string());
+    }
+    if state.store.health().await.is_err() {
+        problems.push(format!("{} store unreachable", state.store.name()));
+    }
+    if state.routes.health().await.is_err() {
+        problems.push(format!("{} route table unreachable", state.routes.name()));
+    }
+    if problems.is_empty() {
+        HttpResponse::Ok().json(serde_json::json!({"status": "ready"}))
+    } else {
+        HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({"status": "not_ready", "problems": problems}))
+    }
+}
+
+/// `GET /api/v1/stats`: node counters as JSON.
+pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let hub = state.hub.send(GetHubStats).await.map_err(|_| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "hub_unavailable", "hub is stopping")
+    })?;
+    let c = &state.counters;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "node": state.node.as_str(),
+        "uptime_s": state.started.elapsed().as_secs(),
+        "store": state.store.name(),
+        "routes": state.routes.name(),
+        "hub": hub,
+        "counters": {
+            "accepted": Counters::get(&c.accepted),
+            "duplicates": Counters::get(&c.duplicates),
+            "delivered": Counters::get(&c.delivered),
+            "replayed": Counters::get(&c.replayed),
+            "sessions_opened": Counters::get(&c.sessions_opened),
+            "slow_consumers": Counters::get(&c.slow_consumers),
+            "heartbeat_timeouts": Counters::get(&c.heartbeat_timeouts),
+        }
+    })))
+}
+
+/// Any unknown path.
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint"))
+}

@@ -1,0 +1,86 @@
+//! `GET /ws`: authenticate, then hand the socket to a new session actor.
+//!
+//! Every refusal happens before the upgrade, as an HTTP status with a JSON body.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+use actix::{Actor, AsyncContext};
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::error::ApiError;
+use super::AppState;
+use crate::actors::session::{ResumeFrom, WsSession};
+use crate::auth::AuthError;
+use crate::ids::DeviceId;
+
+/// The bearer token of a request (`Authorization: Bearer …`), if any.
+pub fn bearer(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+/// Upgrades an authenticated request to a WebSocket session.
+pub async fn upgrade(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    if state.draining.load(Ordering::Relaxed) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            "node is draining; connect to another node",
+        ));
+    }
+    let query = web::Query::<HashMap<String, String>>::from_query(req.query_string())
+        .map_err(|_| ApiError::bad_request("bad_query", "query string is not valid"))?;
+    let token = query
+        .get("token")
+        .map(String::as_str)
+        .or_else(|| bearer(&req))
+        .ok_or(AuthError::Missing)?;
+    let identity = state.session.verifier.verify(token)?;
+    let device = match (query.get("device"), identity.device) {
+        (Some(q), Some(t)) if q != t.as_str() => {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "token_invalid",
+                "token is bound to another device",
+            ))
+        }
+        (_, Some(t)) => t,
+        (Some(q), None) => DeviceId::parse(q).map_err(|e| {
+            ApiError::bad_request("invalid_device", format!("device: {e}"))
+        })?,
+        (None, None) => DeviceId::default_device(),
+    };
+    let resume = match query.get("since") {
+        Some(s) => ResumeFrom::Since(s.parse().map_err(|_| {
+            ApiError::bad_request("invalid_since", "since: must be a non-negative integer")
+        })?),
+        None => ResumeFrom::Cursor,
+    };
+    let (response, sink, stream) = actix_ws::handle(&req, body).map_err(|e| {
+        ApiError::bad_request("not_websocket", format!("websocket handshake failed: {e}"))
+    })?;
+    let stream = stream.max_frame_size(state.session.cfg.max_frame_bytes);
+    let deps = state.session.clone();
+    WsSession::create(move |ctx| {
+        ctx.add_stream(stream);
+        WsSession::new(
+            identity.user,
+            device,
+            identity.expires_at,
+            resume,
+            deps,
+            sink,
+        )
+    });
+    Ok(response)
+}

@@ -1,0 +1,148 @@
+//! Identity newtypes (`UserId`, `DeviceId`, `SessionId`, `NodeId`, `Seq`) and their validation.
+//!
+//! Everything that crosses the external contract is validated here once, so the rest of the
+//! code can hold these types without re-checking them.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// Longest user or device id accepted (DESIGN.md section 3).
+pub const MAX_ID_LEN: usize = 128;
+
+/// Why an id was refused; the message names the rule that was broken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error("must be 1-128 characters")]
+    Length,
+    #[error("may only contain A-Z a-z 0-9 . _ : @ -")]
+    Charset,
+}
+
+fn check_id(s: &str) -> Result<(), IdError> {
+    if s.is_empty() || s.len() > MAX_ID_LEN {
+        return Err(IdError::Length);
+    }
+    if !s
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'@' | b'-'))
+    {
+        return Err(IdError::Charset);
+    }
+    Ok(())
+}
+
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(Arc<str>);
+
+        impl $name {
+            /// Validates `s` against the id rules of the external contract.
+            pub fn parse(s: &str) -> Result<Self, IdError> {
+                check_id(s)?;
+                Ok(Self(Arc::from(s)))
+            }
+
+            /// The id as a string slice.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = IdError;
+            fn try_from(s: String) -> Result<Self, IdError> {
+                Self::parse(&s)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0.to_string()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({:?})", stringify!($name), &*self.0)
+            }
+        }
+    };
+}
+
+string_id!(
+    /// A user id: the JWT `sub` claim and the `to` of a message.
+    UserId
+);
+string_id!(
+    /// A device of a user; each device has its own ack cursor.
+    DeviceId
+);
+string_id!(
+    /// A cluster node's id, unique among live nodes.
+    NodeId
+);
+
+impl DeviceId {
+    /// The device used when a client names none.
+    pub fn default_device() -> Self {
+        Self(Arc::from("default"))
+    }
+}
+
+/// A per-user message sequence number; the first message of a user has seq 1.
+pub type Seq = u64;
+
+/// Identifies one WebSocket session on this node.
+#[derive(Copy, Clone, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub struct SessionId(pub u64);
+
+impl SessionId {
+    /// A fresh id, unique within this process.
+    pub fn next() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        SessionId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s{:x}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_ids_follow_the_contract_charset_and_length() {
+        assert!(UserId::parse("alice@example.com").is_ok());
+        assert!(UserId::parse("a.b_c:d-e").is_ok());
+        assert_eq!(UserId::parse(""), Err(IdError::Length));
+        assert_eq!(UserId::parse(&"x".repeat(129)), Err(IdError::Length));
+        assert!(UserId::parse(&"x".repeat(128)).is_ok());
+        assert_eq!(UserId::parse("a b"), Err(IdError::Charset));
+        assert_eq!(UserId::parse("a/b"), Err(IdError::Charset));
+        assert_eq!(UserId::parse("é"), Err(IdError::Charset));
+    }
+
+    #[test]
+    fn ids_round_trip_through_json_and_reject_invalid_ones() {
+        let u: UserId = serde_json::from_str("\"bob\"").unwrap();
+        assert_eq!(u.as_str(), "bob");
+        assert_eq!(serde_json::to_string(&u).unwrap(), "\"bob\"");
+        assert!(serde_json::from_str::<UserId>("\"b o b\"").is_err());
+    }
+}

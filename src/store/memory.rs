@@ -1,0 +1,301 @@
+//! In-process message store: the embedded single-node default and the unit-test store.
+//!
+//! Bounded: each user keeps its newest `max_messages_per_user` messages, broadcasts the
+//! newest `max_broadcasts`. Nothing survives a restart. One std `Mutex` guards it all:
+//! nothing awaits while it is held, and every operation is a few map/deque steps.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytestring::ByteString;
+
+use super::{
+    new_message_id, now_ms, Accepted, CursorUpdate, Delivery, MessageStore, NewMessage, Page,
+    StoreError, Target,
+};
+use crate::config::StoreConfig;
+use crate::frames::MessageParts;
+use crate::ids::{DeviceId, Seq, UserId};
+
+struct Entry {
+    seq: Seq,
+    expires_ms: u64,
+    frame: ByteString,
+}
+
+#[derive(Default)]
+struct UserLog {
+    last_seq: Seq,
+    entries: VecDeque<Entry>,
+    cursors: HashMap<DeviceId, Seq>,
+}
+
+struct IdemEntry {
+    id: Arc<str>,
+    recipients: usize,
+}
+
+#[derive(Default)]
+struct Inner {
+    users: HashMap<UserId, UserLog>,
+    broadcasts: VecDeque<ByteString>,
+    idempotency: HashMap<String, IdemEntry>,
+    /// Insertion order of idempotency keys with their expiry, for purging.
+    idempotency_order: VecDeque<(u64, String)>,
+}
+
+/// The in-process [`MessageStore`].
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+    max_per_user: usize,
+    max_broadcasts: usize,
+    idempotency_window_ms: u64,
+}
+
+impl MemoryStore {
+    pub fn new(cfg: &StoreConfig) -> Self {
+        Self {
+            inner: Mutex::new(Inner::default()),
+            max_per_user: cfg.max_messages_per_user,
+            max_broadcasts: cfg.max_broadcasts,
+            idempotency_window_ms: cfg.idempotency_window_s * 1000,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves plain data behind; keep serving it.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait]
+impl MessageStore for MemoryStore {
+    async fn append(&self, batch: Vec<NewMessage>) -> Result<Vec<Accepted>, StoreError> {
+        let now = now_ms();
+        let mut inner = self.lock();
+        while let Some((exp, _)) = inner.idempotency_order.front() {
+            if *exp > now {
+                break;
+            }
+            // unwrap: front() was Some
+            let (_, key) = inner.idempotency_order.pop_front().unwrap();
+            inner.idempotency.remove(&key);
+        }
+        let mut out = Vec::with_capacity(batch.len());
+        for msg in batch {
+            if let Some(key) = &msg.idempotency_key {
+                if let Some(seen) = inner.idempotency.get(key) {
+                    out.push(Accepted {
+                        id: seen.id.clone(),
+                        recipients: seen.recipients,
+                        duplicate: true,
+                        deliveries: Vec::new(),
+                        broadcast: None,
+                    });
+                    continue;
+                }
+            }
+            let id = new_message_id();
+            let parts = MessageParts::new(&id, msg.topic.as_deref(), msg.payload.get(), now);
+            let expires_ms = now + msg.ttl_s * 1000;
+            let accepted = match &msg.target {
+                Target::Broadcast => {
+                    let frame = parts.broadcast_frame();
+                    if inner.broadcasts.len() == self.max_broadcasts {
+                        inner.broadcasts.pop_front();
+                    }
+                    inner.broadcasts.push_back(frame.clone());
+                    Accepted {
+                        id: id.clone(),
+                        recipients: 0,
+                        duplicate: false,
+                        deliveries: Vec::new(),
+                        broadcast: Some(frame),
+                    }
+                }
+                Target::Users(users) => {
+                    let mut deliveries = Vec::with_capacity(users.len());
+                    for user in users {
+                        let log = inner.users.entry(user.clone()).or_default();
+                        log.last_seq += 1;
+                        let seq = log.last_seq;
+                        let frame = parts.frame(seq);
+                        if log.entries.len() == self.max_per_user {
+                            log.entries.pop_front();
+                        }
+                        log.entries.push_back(Entry {
+                            seq,
+                            expires_ms,
+                            frame: frame.clone(),
+                        });
+                        deliveries.push(Delivery {
+                            user: user.clone(),
+                            seq,
+                            frame,
+                        });
+                    }
+                    Accepted {
+                        id: id.clone(),
+                        recipients: users.len(),
+                        duplicate: false,
+                        deliveries,
+                        broadcast: None,
+                    }
+                }
+            };
+            if let Some(key) = msg.idempotency_key {
+                inner
+                    .idempotency_order
+                    .push_back((now + self.idempotency_window_ms, key.clone()));
+                inner.idempotency.insert(
+                    key,
+                    IdemEntry {
+                        id,
+                        recipients: accepted.recipients,
+                    },
+                );
+            }
+            out.push(accepted);
+        }
+        Ok(out)
+    }
+
+    async fn read(&self, user: &UserId, after: Seq, limit: usize) -> Result<Page, StoreError> {
+        let now = now_ms();
+        let inner = self.lock();
+        let Some(log) = inner.users.get(user) else {
+            return Ok(Page::default());
+        };
+        let first_retained = log.entries.front().map_or(log.last_seq + 1, |e| e.seq);
+        // Entries are in seq order with no holes, so the start index is arithmetic.
+        let skip = (after + 1).saturating_sub(first_retained) as usize;
+        let messages = log
+            .entries
+            .iter()
+            .skip(skip)
+            .filter(|e| e.expires_ms > now)
+            .take(limit)
+            .map(|e| (e.seq, e.frame.clone()))
+            .collect();
+        Ok(Page {
+            messages,
+            last_seq: log.last_seq,
+            first_retained,
+        })
+    }
+
+    async fn last_seq(&self, user: &UserId) -> Result<Seq, StoreError> {
+        Ok(self.lock().users.get(user).map_or(0, |l| l.last_seq))
+    }
+
+    async fn cursor(&self, user: &UserId, device: &DeviceId) -> Result<Option<Seq>, StoreError> {
+        Ok(self
+            .lock()
+            .users
+            .get(user)
+            .and_then(|l| l.cursors.get(device).copied()))
+    }
+
+    async fn save_cursors(&self, updates: Vec<CursorUpdate>) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        for u in updates {
+            let log = inner.users.entry(u.user).or_default();
+            let seq = u.seq.min(log.last_seq);
+            let c = log.cursors.entry(u.device).or_insert(0);
+            *c = (*c).max(seq);
+        }
+        Ok(())
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::value::RawValue;
+
+    fn store(max: usize) -> MemoryStore {
+        MemoryStore::new(&StoreConfig {
+            max_messages_per_user: max,
+            ..StoreConfig::default()
+        })
+    }
+
+    fn msg(users: &[&str], key: Option<&str>, ttl_s: u64) -> NewMessage {
+        NewMessage {
+            target: Target::Users(users.iter().map(|u| UserId::parse(u).unwrap()).collect()),
+            topic: None,
+            payload: RawValue::from_string("{\"x\":1}".into()).unwrap(),
+            ttl_s,
+            idempotency_key: key.map(String::from),
+        }
+    }
+
+    fn u(s: &str) -> UserId {
+        UserId::parse(s).unwrap()
+    }
+
+    #[actix_rt::test]
+    async fn seqs_increase_per_user_independently() {
+        let s = store(10);
+        let a = s.append(vec![msg(&["a", "b"], None, 60), msg(&["a"], None, 60)]).await.unwrap();
+        assert_eq!(a[0].deliveries.iter().map(|d| d.seq).collect::<Vec<_>>(), vec![1, 1]);
+        assert_eq!(a[1].deliveries[0].seq, 2);
+        assert_eq!(s.last_seq(&u("a")).await.unwrap(), 2);
+        assert_eq!(s.last_seq(&u("b")).await.unwrap(), 1);
+    }
+
+    #[actix_rt::test]
+    async fn repeated_idempotency_key_returns_first_id_and_delivers_nothing() {
+        let s = store(10);
+        let first = s.append(vec![msg(&["a"], Some("k1"), 60)]).await.unwrap();
+        let again = s.append(vec![msg(&["a"], Some("k1"), 60)]).await.unwrap();
+        assert_eq!(first[0].id, again[0].id);
+        assert!(again[0].duplicate);
+        assert!(again[0].deliveries.is_empty());
+        assert_eq!(s.last_seq(&u("a")).await.unwrap(), 1);
+    }
+
+    #[actix_rt::test]
+    async fn read_returns_messages_after_seq_and_reports_dropped_history() {
+        let s = store(3);
+        for _ in 0..5 {
+            s.append(vec![msg(&["a"], None, 60)]).await.unwrap();
+        }
+        let p = s.read(&u("a"), 0, 10).await.unwrap();
+        assert_eq!(p.first_retained, 3);
+        assert_eq!(p.last_seq, 5);
+        assert_eq!(p.messages.iter().map(|m| m.0).collect::<Vec<_>>(), vec![3, 4, 5]);
+        let p = s.read(&u("a"), 3, 1).await.unwrap();
+        assert_eq!(p.messages.iter().map(|m| m.0).collect::<Vec<_>>(), vec![4]);
+    }
+
+    #[actix_rt::test]
+    async fn expired_messages_are_not_read() {
+        let s = store(10);
+        s.append(vec![msg(&["a"], None, 0), msg(&["a"], None, 60)]).await.unwrap();
+        let p = s.read(&u("a"), 0, 10).await.unwrap();
+        assert_eq!(p.messages.iter().map(|m| m.0).collect::<Vec<_>>(), vec![2]);
+    }
+
+    #[actix_rt::test]
+    async fn cursors_only_move_forward() {
+        let s = store(10);
+        for _ in 0..4 {
+            s.append(vec![msg(&["a"], None, 60)]).await.unwrap();
+        }
+        let d = DeviceId::parse("p").unwrap();
+        let up = |seq| CursorUpdate { user: u("a"), device: d.clone(), seq };
+        s.save_cursors(vec![up(3)]).await.unwrap();
+        s.save_cursors(vec![up(2)]).await.unwrap();
+        assert_eq!(s.cursor(&u("a"), &d).await.unwrap(), Some(3));
+    }
+}

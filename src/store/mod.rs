@@ -1,0 +1,115 @@
+//! The message store: where accepted messages live until delivered, expired or retired.
+//!
+//! [`MessageStore`] is the seam between ingestion/replay and the backend. `memory.rs` is the
+//! embedded single-node default (bounded, not durable across restarts). A message is
+//! accepted (202) only once `append` has returned for it.
+
+pub mod memory;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytestring::ByteString;
+use serde_json::value::RawValue;
+
+use crate::ids::{DeviceId, Seq, UserId};
+
+/// Who a new message goes to.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// These users (deduplicated, validated).
+    Users(Vec<UserId>),
+    /// Every connected session, live only.
+    Broadcast,
+}
+
+/// A validated message waiting to be stored.
+#[derive(Debug)]
+pub struct NewMessage {
+    pub target: Target,
+    pub topic: Option<String>,
+    /// The payload exactly as the producer sent it (valid JSON).
+    pub payload: Box<RawValue>,
+    pub ttl_s: u64,
+    pub idempotency_key: Option<String>,
+}
+
+/// One recipient user's copy of a stored message, ready to push.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub user: UserId,
+    pub seq: Seq,
+    /// The encoded frame shared by all of the user's sessions.
+    pub frame: ByteString,
+}
+
+/// The store's answer for one appended message.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub id: Arc<str>,
+    pub recipients: usize,
+    /// The idempotency key was seen before: `id` is the first message's, nothing is delivered.
+    pub duplicate: bool,
+    /// What to push (empty for duplicates and broadcasts).
+    pub deliveries: Vec<Delivery>,
+    /// The broadcast frame, for a new broadcast.
+    pub broadcast: Option<ByteString>,
+}
+
+/// A page of a user's messages, oldest first.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    /// Messages with `seq > after`, at most `limit`, as frames.
+    pub messages: Vec<(Seq, ByteString)>,
+    /// The user's newest seq (0 when none).
+    pub last_seq: Seq,
+    /// Oldest seq still retained; when it is above `after + 1`, older ones are gone.
+    pub first_retained: Seq,
+}
+
+/// A device's ack position to persist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CursorUpdate {
+    pub user: UserId,
+    pub device: DeviceId,
+    pub seq: Seq,
+}
+
+/// Store failures; the text is for logs, callers answer 503 without echoing it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Backend interface for messages, sequences and ack cursors.
+#[async_trait]
+pub trait MessageStore: Send + Sync + 'static {
+    /// Stores a batch, assigning ids and per-user seqs; all or nothing.
+    async fn append(&self, batch: Vec<NewMessage>) -> Result<Vec<Accepted>, StoreError>;
+    /// Messages of `user` with `seq > after`, oldest first, at most `limit`, unexpired.
+    async fn read(&self, user: &UserId, after: Seq, limit: usize) -> Result<Page, StoreError>;
+    /// The newest seq of `user` (0 when none).
+    async fn last_seq(&self, user: &UserId) -> Result<Seq, StoreError>;
+    /// The stored ack cursor of a device, if any.
+    async fn cursor(&self, user: &UserId, device: &DeviceId) -> Result<Option<Seq>, StoreError>;
+    /// Moves cursors forward (never back).
+    async fn save_cursors(&self, updates: Vec<CursorUpdate>) -> Result<(), StoreError>;
+    /// Reachability, for `/readyz`.
+    async fn health(&self) -> Result<(), StoreError>;
+    /// Short backend name for logs and stats.
+    fn name(&self) -> &'static str;
+}
+
+/// Current unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A fresh, time-ordered message id.
+pub fn new_message_id() -> Arc<str> {
+    Arc::from(uuid::Uuid::now_v7().to_string())
+}
