@@ -133,15 +133,18 @@ impl TokenVerifier {
         };
         let mut validation = Validation::new(algorithm(cfg.jwt_algorithm));
         validation.leeway = cfg.leeway_s;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        let mut required = vec!["exp", "sub"];
         if cfg.audience.is_empty() {
             validation.validate_aud = false;
         } else {
             validation.set_audience(&[cfg.audience.as_str()]);
+            required.push("aud");
         }
         if !cfg.issuer.is_empty() {
             validation.set_issuer(&[cfg.issuer.as_str()]);
+            required.push("iss");
         }
+        validation.set_required_spec_claims(&required);
         Ok(Self { key, validation })
     }
 
@@ -245,7 +248,10 @@ impl ApiKeys {
         let mut found = false;
         for k in &self.keys {
             if k.len() == candidate.len() {
-                let diff = k.iter().zip(candidate).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+                let diff = k
+                    .iter()
+                    .zip(candidate)
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b));
                 found |= diff == 0;
             }
         }

@@ -71,7 +71,9 @@ fn init_logging(cfg: &Config) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&cfg.log.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match cfg.log.format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Plain => builder.try_init(),
@@ -114,7 +116,10 @@ pub fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let device = match device.map(|d| DeviceId::parse(&d).map_err(|e| (d, e))).transpose() {
+            let device = match device
+                .map(|d| DeviceId::parse(&d).map_err(|e| (d, e)))
+                .transpose()
+            {
                 Ok(d) => d,
                 Err((d, e)) => {
                     eprintln!("herald: invalid device id `{d}`: {e}");
@@ -143,7 +148,10 @@ fn serve(cfg: Config) -> ExitCode {
         let listener = match std::net::TcpListener::bind(cfg.server.listen) {
             Ok(l) => l,
             Err(e) => {
-                eprintln!("herald: cannot listen on {} (server.listen): {e}", cfg.server.listen);
+                eprintln!(
+                    "herald: cannot listen on {} (server.listen): {e}",
+                    cfg.server.listen
+                );
                 return ExitCode::from(1);
             }
         };

@@ -48,6 +48,8 @@ pub struct Config {
     pub session: SessionConfig,
     pub ingest: IngestConfig,
     pub store: StoreConfig,
+    pub routes: RoutesConfig,
+    pub cluster: ClusterConfig,
     pub log: LogConfig,
 }
 
@@ -248,6 +250,129 @@ impl Default for StoreConfig {
     }
 }
 
+/// Which route table backs the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoutesBackend {
+    /// In-process: a single node.
+    Memory,
+    /// Redis: a cluster of nodes sharing one route table.
+    Redis,
+}
+
+/// `[routes]`: the user -> node route table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutesConfig {
+    pub backend: RoutesBackend,
+    /// Redis address, `redis://host:port` (database 0; isolate deployments with `key_prefix`).
+    pub redis_url: String,
+    /// Optional Redis password (AUTH).
+    pub redis_password: String,
+    /// Prefix of every Redis key Herald writes.
+    pub key_prefix: String,
+    /// Lifetime of a user -> node binding, ms; each hub re-binds its users every third of it.
+    pub route_ttl_ms: u64,
+    /// Lifetime of a node's liveness key, ms; refreshed every third of it.
+    pub node_ttl_ms: u64,
+    /// Timeout of every Redis call, ms (redis-async has none of its own).
+    pub op_timeout_ms: u64,
+    /// How often overdue bindings are swept, ms (backs the fire-and-forget expiry events).
+    pub sweep_ms: u64,
+}
+
+impl Default for RoutesConfig {
+    fn default() -> Self {
+        Self {
+            backend: RoutesBackend::Memory,
+            redis_url: "redis://127.0.0.1:6379".into(),
+            redis_password: String::new(),
+            key_prefix: "herald".into(),
+            route_ttl_ms: 30_000,
+            node_ttl_ms: 3_000,
+            op_timeout_ms: 1_000,
+            sweep_ms: 1_000,
+        }
+    }
+}
+
+impl RoutesConfig {
+    /// Host and port of `redis_url`.
+    pub fn redis_host_port(&self) -> Result<(String, u16), String> {
+        let rest = self
+            .redis_url
+            .strip_prefix("redis://")
+            .ok_or("must start with redis://")?;
+        let rest = rest.split('/').next().unwrap_or(rest);
+        let (host, port) = rest.rsplit_once(':').unwrap_or((rest, "6379"));
+        let port = port.parse().map_err(|_| format!("bad port `{port}`"))?;
+        if host.is_empty() {
+            return Err("missing host".into());
+        }
+        Ok((host.to_string(), port))
+    }
+
+    pub fn route_ttl(&self) -> Duration {
+        Duration::from_millis(self.route_ttl_ms)
+    }
+
+    /// How often each hub re-binds all of its users.
+    pub fn route_refresh(&self) -> Duration {
+        Duration::from_millis(self.route_ttl_ms / 3)
+    }
+
+    pub fn node_ttl(&self) -> Duration {
+        Duration::from_millis(self.node_ttl_ms)
+    }
+
+    /// How often a node refreshes its liveness key and its view of live peers.
+    pub fn node_refresh(&self) -> Duration {
+        Duration::from_millis(self.node_ttl_ms / 3)
+    }
+
+    pub fn op_timeout(&self) -> Duration {
+        Duration::from_millis(self.op_timeout_ms)
+    }
+}
+
+/// `[cluster]`: node-to-node forwarding.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Internal listener for `/internal/v1/deliver`; never expose it through the load balancer.
+    pub internal_listen: SocketAddr,
+    /// Address peers use to reach the internal listener; empty = the bound address.
+    pub internal_advertise: String,
+    /// Shared secret authenticating node-to-node requests (HMAC-SHA256); 16+ bytes in cluster mode.
+    pub secret: String,
+    /// Largest clock difference (and replay window) accepted on internal requests, ms.
+    pub replay_window_ms: u64,
+    /// Dispatcher actors; a user's messages always go through the same one.
+    pub dispatchers: usize,
+    /// Timeout of one forward POST, ms.
+    pub forward_timeout_ms: u64,
+    /// Retries of a failed forward before it is dropped (the store keeps the message).
+    pub forward_retries: u32,
+    /// Envelopes queued towards one peer before the oldest are dropped.
+    pub peer_queue: usize,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            // unwrap: a literal, valid socket address
+            internal_listen: "127.0.0.1:8081".parse().unwrap(),
+            internal_advertise: String::new(),
+            secret: String::new(),
+            replay_window_ms: 30_000,
+            dispatchers: 4,
+            forward_timeout_ms: 2_000,
+            forward_retries: 2,
+            peer_queue: 50_000,
+        }
+    }
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -339,7 +464,9 @@ impl Config {
                     "HS256 needs a secret of at least 16 bytes",
                 ))
             }
-            JwtAlgorithm::RS256 | JwtAlgorithm::ES256 if self.auth.jwt_public_key_file.is_empty() => {
+            JwtAlgorithm::RS256 | JwtAlgorithm::ES256
+                if self.auth.jwt_public_key_file.is_empty() =>
+            {
                 return Err(invalid(
                     "auth.jwt_public_key_file",
                     "RS256/ES256 need a PEM public key file",
@@ -348,7 +475,10 @@ impl Config {
             _ => {}
         }
         if self.auth.api_keys.iter().any(|k| k.len() < 8) {
-            return Err(invalid("auth.api_keys", "every API key needs at least 8 characters"));
+            return Err(invalid(
+                "auth.api_keys",
+                "every API key needs at least 8 characters",
+            ));
         }
         let s = &self.session;
         if s.heartbeat_ms == 0 {
@@ -388,6 +518,35 @@ impl Config {
         if self.store.max_messages_per_user == 0 {
             return Err(invalid("store.max_messages_per_user", "must be > 0"));
         }
+        if self.routes.backend == RoutesBackend::Redis {
+            self.routes
+                .redis_host_port()
+                .map_err(|e| invalid("routes.redis_url", e))?;
+            if self.cluster.secret.len() < 16 {
+                return Err(invalid(
+                    "cluster.secret",
+                    "cluster mode needs a shared secret of at least 16 bytes",
+                ));
+            }
+        }
+        if self.routes.key_prefix.is_empty() || self.routes.key_prefix.contains(char::is_whitespace) {
+            return Err(invalid("routes.key_prefix", "must be non-empty without spaces"));
+        }
+        if self.routes.route_ttl_ms < 30 || self.routes.node_ttl_ms < 30 {
+            return Err(invalid(
+                "routes.route_ttl_ms",
+                "route_ttl_ms and node_ttl_ms must be at least 30",
+            ));
+        }
+        if self.routes.op_timeout_ms == 0 || self.routes.sweep_ms == 0 {
+            return Err(invalid("routes.op_timeout_ms", "op_timeout_ms and sweep_ms must be > 0"));
+        }
+        if self.cluster.dispatchers == 0 {
+            return Err(invalid("cluster.dispatchers", "must be > 0"));
+        }
+        if self.cluster.peer_queue == 0 {
+            return Err(invalid("cluster.peer_queue", "must be > 0"));
+        }
         if self.store.cursor_flush_ms == 0 {
             return Err(invalid("store.cursor_flush_ms", "must be > 0"));
         }
@@ -409,7 +568,9 @@ impl Config {
 fn parse_env_value(raw: &str) -> toml::Value {
     let doc = format!("v = {raw}");
     match doc.parse::<toml::Table>() {
-        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.into())),
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.into())),
         Err(_) => toml::Value::String(raw.into()),
     }
 }
@@ -421,7 +582,10 @@ mod tests {
     const BASE: &str = "[auth]\njwt_secret = \"0123456789abcdef\"\n";
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -456,30 +620,24 @@ mod tests {
 
     #[test]
     fn bad_value_fails_naming_the_key() {
-        let err = Config::from_sources(
-            BASE,
-            &env(&[("HERALD_SESSION__OUTBOUND_QUEUE", "0")]),
-        )
-        .unwrap_err()
-        .to_string();
+        let err = Config::from_sources(BASE, &env(&[("HERALD_SESSION__OUTBOUND_QUEUE", "0")]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("session.outbound_queue"), "{err}");
         let err = Config::from_sources("[auth]\njwt_secret = \"short\"\n", &BTreeMap::new())
             .unwrap_err()
             .to_string();
         assert!(err.contains("auth.jwt_secret"), "{err}");
-        let err = Config::from_sources(
-            BASE,
-            &env(&[("HERALD_SESSION__HEARTBEAT_MS", "\"soon\"")]),
-        )
-        .unwrap_err()
-        .to_string();
+        let err = Config::from_sources(BASE, &env(&[("HERALD_SESSION__HEARTBEAT_MS", "\"soon\"")]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("heartbeat_ms"), "{err}");
     }
 
     #[test]
     fn heartbeat_timeout_is_derived_from_heartbeat_when_unset() {
-        let cfg = Config::from_sources(BASE, &env(&[("HERALD_SESSION__HEARTBEAT_MS", "1000")]))
-            .unwrap();
+        let cfg =
+            Config::from_sources(BASE, &env(&[("HERALD_SESSION__HEARTBEAT_MS", "1000")])).unwrap();
         assert_eq!(cfg.session.heartbeat_timeout(), Duration::from_millis(7000));
     }
 }

@@ -9,6 +9,7 @@ pub mod actors;
 pub mod auth;
 pub mod bench;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod frames;
 pub mod http;

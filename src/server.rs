@@ -14,19 +14,25 @@ use actix_web::{web, App, HttpServer};
 use tracing::{info, warn};
 
 use crate::actors::cursors::CursorWriter;
-use crate::actors::dispatcher::Dispatcher;
+use crate::actors::dispatcher::{ClusterLink, Dispatcher};
 use crate::actors::hub::Hub;
 use crate::actors::messages::{Drain, FlushCursors, GetHubStats};
 use crate::actors::session::SessionDeps;
 use crate::actors::stats::Counters;
 use crate::auth::{ApiKeys, KeyError, TokenVerifier};
-use crate::config::{Config, StoreBackend};
+use crate::cluster::internal::InternalState;
+use crate::cluster::peer::{PeerDeps, PeerSet};
+use crate::cluster::sign::Verifier;
+use crate::cluster::{LivePeers, NodeInfo};
+use crate::config::{Config, RoutesBackend, StoreBackend};
 use crate::http::{self, AppState};
 use crate::ids::NodeId;
+use crate::routes::keeper::Keeper;
 use crate::routes::memory::MemoryRoutes;
+use crate::routes::redis::RedisRoutes;
 use crate::routes::RouteTable;
 use crate::store::memory::MemoryStore;
-use crate::store::MessageStore;
+use crate::store::{now_ms, MessageStore};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +41,8 @@ pub enum StartError {
     Key(#[from] KeyError),
     #[error("cannot listen: {0}")]
     Listen(std::io::Error),
+    #[error("invalid config key `routes.redis_url`: {0}")]
+    Redis(String),
 }
 
 /// A running node.
@@ -46,6 +54,7 @@ pub struct Node {
     /// The spawned server future; it ends once the server has stopped.
     server: Option<actix_rt::task::JoinHandle<std::io::Result<()>>>,
     arbiter: Arbiter,
+    cluster: Option<ClusterParts>,
 }
 
 /// A generated node id: `node-` and eight hex digits.
@@ -55,7 +64,16 @@ fn generated_node_id() -> NodeId {
     NodeId::parse(&format!("node-{u:08x}")).unwrap()
 }
 
-/// Starts a node on `listener` with `cfg`.
+/// The cluster half of a node: present when the route table is Redis.
+struct ClusterParts {
+    redis: Arc<RedisRoutes>,
+    internal: ServerHandle,
+    internal_task: actix_rt::task::JoinHandle<std::io::Result<()>>,
+    dispatch_arbiter: Arbiter,
+}
+
+/// Starts a node on `listener` with `cfg`. In cluster mode the internal listener is bound
+/// from `cluster.internal_listen` (port 0 picks a free one; its real address is advertised).
 pub async fn start(cfg: Config, listener: TcpListener) -> Result<Node, StartError> {
     let cfg = Arc::new(cfg);
     let node = if cfg.node.id.is_empty() {
@@ -68,21 +86,111 @@ pub async fn start(cfg: Config, listener: TcpListener) -> Result<Node, StartErro
     let store: Arc<dyn MessageStore> = match cfg.store.backend {
         StoreBackend::Memory => Arc::new(MemoryStore::new(&cfg.store)),
     };
-    let routes: Arc<dyn RouteTable> = Arc::new(MemoryRoutes::default());
     let counters = Arc::new(Counters::default());
+    let addr = listener.local_addr().map_err(StartError::Listen)?;
+    let live = LivePeers::default();
+    let redis = match cfg.routes.backend {
+        RoutesBackend::Memory => None,
+        RoutesBackend::Redis => Some(Arc::new(
+            RedisRoutes::new(&cfg.routes, live.clone()).map_err(StartError::Redis)?,
+        )),
+    };
+    let routes: Arc<dyn RouteTable> = match &redis {
+        Some(r) => r.clone(),
+        None => Arc::new(MemoryRoutes::default()),
+    };
 
     // The hub and cursor writer get their own thread so fan-out does not compete with
     // request parsing on the HTTP workers.
     let arbiter = Arbiter::new();
     let hub = {
         let (node, routes, counters) = (node.clone(), routes.clone(), counters.clone());
-        Hub::start_in_arbiter(&arbiter.handle(), move |_| Hub::new(node, routes, counters))
+        let refresh = cfg.routes.route_refresh();
+        Hub::start_in_arbiter(&arbiter.handle(), move |_| {
+            Hub::new(node, routes, refresh, counters)
+        })
     };
     let cursors = {
         let store = store.clone();
         let every = Duration::from_millis(cfg.store.cursor_flush_ms);
         CursorWriter::start_in_arbiter(&arbiter.handle(), move |_| CursorWriter::new(store, every))
     };
+
+    let (dispatcher, cluster) = match &redis {
+        None => (Dispatcher::local(hub.clone()), None),
+        Some(redis) => {
+            let internal_listener =
+                TcpListener::bind(cfg.cluster.internal_listen).map_err(StartError::Listen)?;
+            let internal_addr = internal_listener.local_addr().map_err(StartError::Listen)?;
+            let advertise = if cfg.cluster.internal_advertise.is_empty() {
+                internal_addr.to_string()
+            } else {
+                cfg.cluster.internal_advertise.clone()
+            };
+            let me = NodeInfo {
+                id: node.clone(),
+                internal: advertise,
+                public: addr.to_string(),
+                started_ms: now_ms(),
+            };
+            let dispatch_arbiter = Arbiter::new();
+            let peers = PeerSet::new(
+                PeerDeps {
+                    me: node.clone(),
+                    secret: cfg.cluster.secret.as_bytes().to_vec(),
+                    cfg: cfg.cluster.clone(),
+                    routes: routes.clone(),
+                    counters: counters.clone(),
+                },
+                dispatch_arbiter.handle(),
+            );
+            let link = ClusterLink {
+                me: node.clone(),
+                routes: routes.clone(),
+                live: live.clone(),
+                peers,
+                counters: counters.clone(),
+            };
+            let dispatcher = Dispatcher::clustered(
+                hub.clone(),
+                link,
+                cfg.cluster.dispatchers,
+                &dispatch_arbiter.handle(),
+            );
+            let keeper = Arc::new(Keeper {
+                routes: redis.clone(),
+                me,
+                cfg: cfg.routes.clone(),
+                hub: hub.clone(),
+                live: live.clone(),
+            });
+            arbiter.spawn_fn(move || keeper.spawn());
+            let internal_state = web::Data::new(Arc::new(InternalState {
+                verifier: Verifier::new(&cfg.cluster.secret, cfg.cluster.replay_window_ms),
+                hub: hub.clone(),
+            }));
+            let internal = HttpServer::new(move || {
+                App::new()
+                    .app_data(internal_state.clone())
+                    .configure(crate::cluster::internal::configure)
+            })
+            .workers(1)
+            .disable_signals()
+            .shutdown_timeout(cfg.server.shutdown_timeout_s)
+            .listen(internal_listener)
+            .map_err(StartError::Listen)?
+            .run();
+            info!(node = %node, internal = %internal_addr, "internal listener up");
+            let parts = ClusterParts {
+                redis: redis.clone(),
+                internal: internal.handle(),
+                internal_task: actix_rt::spawn(internal),
+                dispatch_arbiter,
+            };
+            (dispatcher, Some(parts))
+        }
+    };
+
     let session = Arc::new(SessionDeps {
         node: node.clone(),
         cfg: cfg.session.clone(),
@@ -98,7 +206,8 @@ pub async fn start(cfg: Config, listener: TcpListener) -> Result<Node, StartErro
         api_keys: ApiKeys::new(&cfg.auth.api_keys),
         store,
         routes,
-        dispatcher: Dispatcher::new(hub.clone()),
+        live,
+        dispatcher,
         hub,
         cursors,
         session,
@@ -107,7 +216,6 @@ pub async fn start(cfg: Config, listener: TcpListener) -> Result<Node, StartErro
         started: Instant::now(),
     });
 
-    let addr = listener.local_addr().map_err(StartError::Listen)?;
     let app_state = state.clone();
     let server = HttpServer::new(move || {
         App::new()
@@ -122,7 +230,7 @@ pub async fn start(cfg: Config, listener: TcpListener) -> Result<Node, StartErro
     .listen(listener)
     .map_err(StartError::Listen)?
     .run();
-    info!(node = %node, %addr, workers = cfg.workers(), store = state.store.name(), "herald node listening");
+    info!(node = %node, %addr, workers = cfg.workers(), store = state.store.name(), routes = state.routes.name(), "herald node listening");
     Ok(Node {
         addr,
         handle: server.handle(),
@@ -130,6 +238,7 @@ pub async fn start(cfg: Config, listener: TcpListener) -> Result<Node, StartErro
         // actix-server starts only when its future is polled, so spawn it right away.
         server: Some(actix_rt::spawn(server)),
         arbiter,
+        cluster,
     })
 }
 
@@ -154,6 +263,16 @@ impl Node {
         self.handle.stop(true).await;
         if let Some(server) = self.server.take() {
             let _ = server.await;
+        }
+        if let Some(c) = self.cluster.take() {
+            // Give the hub one route flush to unbind the users whose sessions just closed.
+            actix_rt::time::sleep(crate::actors::hub::ROUTE_FLUSH * 2).await;
+            if let Err(e) = c.redis.leave(&state.node).await {
+                warn!(error = %e, "could not remove this node from the registry");
+            }
+            c.internal.stop(true).await;
+            let _ = c.internal_task.await;
+            c.dispatch_arbiter.stop();
         }
         self.arbiter.stop();
         info!("stopped");

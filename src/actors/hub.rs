@@ -13,7 +13,7 @@ use tracing::{debug, warn};
 
 use super::messages::{
     Broadcast, CloseReason, Deliver, DevicePresence, Drain, GetHubStats, Join, Leave, Presence,
-    Push,
+    Push, Rebind, RebindAll,
 };
 use super::stats::{Counters, HubStats};
 use crate::ids::{DeviceId, NodeId, SessionId, UserId};
@@ -41,12 +41,20 @@ pub struct Hub {
     to_bind: Vec<UserId>,
     /// Users that lost their last local session since the last route flush.
     to_unbind: Vec<UserId>,
+    /// How often every local user is re-bound (the binding's TTL / 3).
+    refresh: Duration,
     counters: Arc<Counters>,
 }
 
 impl Hub {
-    pub fn new(node: NodeId, routes: Arc<dyn RouteTable>, counters: Arc<Counters>) -> Self {
+    pub fn new(
+        node: NodeId,
+        routes: Arc<dyn RouteTable>,
+        refresh: Duration,
+        counters: Arc<Counters>,
+    ) -> Self {
         Self {
+            refresh,
             node,
             users: HashMap::new(),
             sessions: 0,
@@ -95,14 +103,18 @@ impl Hub {
         }
         // A user that came and went (or went and came) within one flush: the current map
         // decides.
-        let bind: Vec<UserId> = std::mem::take(&mut self.to_bind)
+        let mut bind: Vec<UserId> = std::mem::take(&mut self.to_bind)
             .into_iter()
             .filter(|u| self.users.contains_key(u))
             .collect();
-        let unbind: Vec<UserId> = std::mem::take(&mut self.to_unbind)
+        let mut unbind: Vec<UserId> = std::mem::take(&mut self.to_unbind)
             .into_iter()
             .filter(|u| !self.users.contains_key(u))
             .collect();
+        bind.sort_unstable();
+        bind.dedup();
+        unbind.sort_unstable();
+        unbind.dedup();
         let routes = self.routes.clone();
         let node = self.node.clone();
         ctx.spawn(
@@ -128,6 +140,11 @@ impl Actor for Hub {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.run_interval(ROUTE_FLUSH, |hub, ctx| hub.flush_routes(ctx));
+        // The seed's "heartbeat renews the binding", batched: one pipelined write per
+        // refresh for all local users instead of one per client ping.
+        ctx.run_interval(self.refresh, |hub, _ctx| {
+            hub.to_bind.extend(hub.users.keys().cloned());
+        });
     }
 }
 
@@ -162,11 +179,15 @@ impl Handler<Leave> for Hub {
 }
 
 impl Handler<Deliver> for Hub {
-    type Result = ();
+    type Result = MessageResult<Deliver>;
 
-    fn handle(&mut self, msg: Deliver, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: Deliver, _ctx: &mut Self::Context) -> Self::Result {
+        let mut missing = Vec::new();
         for d in msg.0 {
             let Some(members) = self.users.get_mut(&d.user) else {
+                if !missing.contains(&d.user) {
+                    missing.push(d.user);
+                }
                 continue;
             };
             let counters = &self.counters;
@@ -190,6 +211,29 @@ impl Handler<Deliver> for Hub {
                 }
             }
         }
+        MessageResult(missing)
+    }
+}
+
+impl Handler<Rebind> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: Rebind, _ctx: &mut Self::Context) {
+        for u in msg.users {
+            if self.users.contains_key(&u) {
+                self.to_bind.push(u);
+            } else if msg.unbind_absent {
+                self.to_unbind.push(u);
+            }
+        }
+    }
+}
+
+impl Handler<RebindAll> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, _msg: RebindAll, _ctx: &mut Self::Context) {
+        self.to_bind.extend(self.users.keys().cloned());
     }
 }
 

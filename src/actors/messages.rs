@@ -88,10 +88,26 @@ pub struct Leave {
     pub session: SessionId,
 }
 
-/// Dispatcher -> hub: stored messages for users that may have sessions here.
+/// Dispatcher or internal endpoint -> hub: stored messages for users that may have sessions
+/// here. Answers the users that have none (so a forwarding peer can drop a stale route).
+#[derive(Message)]
+#[rtype(result = "Vec<UserId>")]
+pub struct Deliver(pub Vec<Delivery>);
+
+/// Route keeper -> hub: these users' bindings expired or are overdue. The hub re-binds the
+/// ones it still holds; with `unbind_absent`, it also removes bindings of the others.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Deliver(pub Vec<Delivery>);
+pub struct Rebind {
+    pub users: Vec<UserId>,
+    pub unbind_absent: bool,
+}
+
+/// Route keeper -> hub: the route table lost its data (Redis restarted empty or came back);
+/// bind every local user now instead of waiting for the next refresh.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RebindAll;
 
 /// Dispatcher -> hub: a broadcast frame for every local session.
 #[derive(Message)]

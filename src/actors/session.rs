@@ -172,9 +172,16 @@ impl WsSession {
                         ResumeFrom::Since(s) => s,
                         ResumeFrom::Cursor => deps
                             .cursors
-                            .send(GetCursor { user: user.clone(), device })
+                            .send(GetCursor {
+                                user: user.clone(),
+                                device,
+                            })
                             .await
-                            .map_err(|_| crate::store::StoreError::Unavailable("cursor writer stopped".into()))??
+                            .map_err(|_| {
+                                crate::store::StoreError::Unavailable(
+                                    "cursor writer stopped".into(),
+                                )
+                            })??
                             .unwrap_or(0),
                     }
                 };

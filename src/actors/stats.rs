@@ -19,6 +19,12 @@ pub struct Counters {
     pub sessions_opened: AtomicU64,
     /// Messages replayed from the store on connect or gap fill.
     pub replayed: AtomicU64,
+    /// Envelopes a peer node acknowledged.
+    pub forwarded: AtomicU64,
+    /// Envelopes dropped after failed forwards or a full peer queue.
+    pub forward_failures: AtomicU64,
+    /// Route-table calls that failed (Redis down or slow).
+    pub route_errors: AtomicU64,
 }
 
 impl Counters {

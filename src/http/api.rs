@@ -67,7 +67,8 @@ async fn read_body(
     }
     let mut body = web::BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| ApiError::bad_request("bad_body", "request body could not be read"))?;
+        let chunk = chunk
+            .map_err(|_| ApiError::bad_request("bad_body", "request body could not be read"))?;
         if body.len() + chunk.len() > limit {
             return Err(too_large());
         }
@@ -93,6 +94,29 @@ struct MessageIn {
     idempotency_key: Option<String>,
 }
 
+/// Parses JSON, naming the field at fault (`ttl_s: invalid type …`) when the shape is wrong.
+fn parse_json<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let code = if inner.is_syntax() || inner.is_eof() {
+            "invalid_json"
+        } else {
+            "invalid_body"
+        };
+        let place = if path == "." {
+            "body".to_string()
+        } else {
+            path
+        };
+        ApiError::bad_request(code, format!("{place}: {inner}"))
+    })?;
+    de.end()
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("body: {e}")))?;
+    Ok(value)
+}
+
 fn invalid(field: &str, why: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request("invalid_field", format!("{field}: {why}"))
 }
@@ -106,11 +130,13 @@ fn parse_user(field: &str, v: &serde_json::Value) -> Result<UserId, ApiError> {
 
 /// Validates one message body into a [`NewMessage`].
 fn validate(raw: &str, cfg: &IngestConfig) -> Result<NewMessage, ApiError> {
-    let m: MessageIn = serde_json::from_str(raw)
-        .map_err(|e| ApiError::bad_request("invalid_body", format!("body: {e}")))?;
+    let m: MessageIn = parse_json(raw)?;
     let target = match (m.to, m.broadcast) {
         (Some(_), Some(true)) => {
-            return Err(invalid("to", "give either `to` or `broadcast: true`, not both"))
+            return Err(invalid(
+                "to",
+                "give either `to` or `broadcast: true`, not both",
+            ))
         }
         (None, None) | (None, Some(false)) => {
             return Err(invalid("to", "required (or `broadcast: true`)"))
@@ -140,13 +166,21 @@ fn validate(raw: &str, cfg: &IngestConfig) -> Result<NewMessage, ApiError> {
     };
     if let Some(t) = &m.topic {
         if t.is_empty() || t.chars().count() > MAX_TOPIC_LEN {
-            return Err(invalid("topic", format!("must be 1-{MAX_TOPIC_LEN} characters")));
+            return Err(invalid(
+                "topic",
+                format!("must be 1-{MAX_TOPIC_LEN} characters"),
+            ));
         }
     }
     let ttl_s = match m.ttl_s {
         None => cfg.default_ttl_s,
         Some(t) if t >= 1 && (t as u64) <= cfg.max_ttl_s => t as u64,
-        Some(_) => return Err(invalid("ttl_s", format!("must be 1-{} seconds", cfg.max_ttl_s))),
+        Some(_) => {
+            return Err(invalid(
+                "ttl_s",
+                format!("must be 1-{} seconds", cfg.max_ttl_s),
+            ))
+        }
     };
     if let Some(k) = &m.idempotency_key {
         if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY_LEN {
@@ -215,8 +249,7 @@ pub async fn post_batch(
     let body = read_body(&req, payload, state.cfg.ingest.max_body_bytes).await?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("invalid_body", "body: not UTF-8"))?;
-    let batch: BatchIn = serde_json::from_str(text)
-        .map_err(|e| ApiError::bad_request("invalid_body", format!("body: {e}")))?;
+    let batch: BatchIn = parse_json(text)?;
     if batch.messages.is_empty() {
         return Err(invalid("messages", "must not be empty"));
     }
@@ -305,7 +338,8 @@ pub async fn history(
     }
     let page = state.store.read(&user, since, limit as usize).await?;
     // The stored frames are already JSON: splice them in rather than re-encoding.
-    let mut out = String::with_capacity(128 + page.messages.iter().map(|m| m.1.len() + 1).sum::<usize>());
+    let mut out =
+        String::with_capacity(128 + page.messages.iter().map(|m| m.1.len() + 1).sum::<usize>());
     out.push_str(r#"{"user":"#);
     out.push_str(&serde_json::to_string(user.as_str()).unwrap_or_default());
     out.push_str(&format!(
@@ -324,7 +358,8 @@ pub async fn history(
         .body(out))
 }
 
-/// `GET /api/v1/users/{user}/presence`: the user's connected devices on this node.
+/// `GET /api/v1/users/{user}/presence`: the user's devices connected to this node, and the
+/// nodes that hold sessions of the user according to the route table.
 pub async fn presence(
     req: HttpRequest,
     path: web::Path<String>,
@@ -333,11 +368,25 @@ pub async fn presence(
     check_api_key(&req, &state)?;
     let user = user_from_path(&path)?;
     let devices = state.hub.send(Presence(user.clone())).await.map_err(|_| {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "hub_unavailable", "hub is stopping")
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "hub_unavailable",
+            "hub is stopping",
+        )
     })?;
+    // Nodes holding sessions of the user, per the route table (cluster-wide view).
+    let nodes = match state.routes.lookup(std::slice::from_ref(&user)).await {
+        Ok(mut n) => n.pop().unwrap_or_default(),
+        Err(e) => {
+            tracing::debug!(error = %e, "presence without route table");
+            Vec::new()
+        }
+    };
+    let online = !devices.is_empty() || !nodes.is_empty();
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "user": user.as_str(),
-        "online": !devices.is_empty(),
+        "online": online,
         "devices": devices,
+        "nodes": nodes,
     })))
 }

@@ -31,6 +31,8 @@ pub struct AppState {
     pub api_keys: ApiKeys,
     pub store: Arc<dyn MessageStore>,
     pub routes: Arc<dyn RouteTable>,
+    /// Live cluster nodes (empty on a single node).
+    pub live: crate::cluster::LivePeers,
     pub hub: Addr<Hub>,
     pub cursors: Addr<CursorWriter>,
     pub dispatcher: Dispatcher,
@@ -50,6 +52,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/messages", web::post().to(api::post_message))
         .route("/api/v1/messages/batch", web::post().to(api::post_batch))
         .route("/api/v1/users/{user}/messages", web::get().to(api::history))
-        .route("/api/v1/users/{user}/presence", web::get().to(api::presence))
+        .route(
+            "/api/v1/users/{user}/presence",
+            web::get().to(api::presence),
+        )
         .default_service(web::to(ops::not_found));
 }

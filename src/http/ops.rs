@@ -38,7 +38,11 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 /// `GET /api/v1/stats`: node counters as JSON.
 pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let hub = state.hub.send(GetHubStats).await.map_err(|_| {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "hub_unavailable", "hub is stopping")
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "hub_unavailable",
+            "hub is stopping",
+        )
     })?;
     let c = &state.counters;
     Ok(HttpResponse::Ok().json(serde_json::json!({
@@ -47,6 +51,7 @@ pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
         "store": state.store.name(),
         "routes": state.routes.name(),
         "hub": hub,
+        "peers": state.live.all(),
         "counters": {
             "accepted": Counters::get(&c.accepted),
             "duplicates": Counters::get(&c.duplicates),
@@ -55,11 +60,18 @@ pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
             "sessions_opened": Counters::get(&c.sessions_opened),
             "slow_consumers": Counters::get(&c.slow_consumers),
             "heartbeat_timeouts": Counters::get(&c.heartbeat_timeouts),
+            "forwarded": Counters::get(&c.forwarded),
+            "forward_failures": Counters::get(&c.forward_failures),
+            "route_errors": Counters::get(&c.route_errors),
         }
     })))
 }
 
 /// Any unknown path.
 pub async fn not_found() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint"))
+    Err(ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such endpoint",
+    ))
 }

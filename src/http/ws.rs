@@ -55,9 +55,8 @@ pub async fn upgrade(
             ))
         }
         (_, Some(t)) => t,
-        (Some(q), None) => DeviceId::parse(q).map_err(|e| {
-            ApiError::bad_request("invalid_device", format!("device: {e}"))
-        })?,
+        (Some(q), None) => DeviceId::parse(q)
+            .map_err(|e| ApiError::bad_request("invalid_device", format!("device: {e}")))?,
         (None, None) => DeviceId::default_device(),
     };
     let resume = match query.get("since") {

@@ -74,9 +74,12 @@ mod tests {
         let (n1, n2) = (NodeId::parse("n1").unwrap(), NodeId::parse("n2").unwrap());
         let (a, b) = (UserId::parse("a").unwrap(), UserId::parse("b").unwrap());
         r.bind(&n1, &[a.clone(), b.clone()]).await.unwrap();
-        r.bind(&n2, &[a.clone()]).await.unwrap();
-        r.bind(&n2, &[a.clone()]).await.unwrap();
-        assert_eq!(r.lookup(&[a.clone(), b.clone()]).await.unwrap(), vec![vec![n1.clone(), n2.clone()], vec![n1.clone()]]);
+        r.bind(&n2, std::slice::from_ref(&a)).await.unwrap();
+        r.bind(&n2, std::slice::from_ref(&a)).await.unwrap();
+        assert_eq!(
+            r.lookup(&[a.clone(), b.clone()]).await.unwrap(),
+            vec![vec![n1.clone(), n2.clone()], vec![n1.clone()]]
+        );
         r.unbind(&n1, &[a.clone(), b.clone()]).await.unwrap();
         assert_eq!(r.lookup(&[a, b]).await.unwrap(), vec![vec![n2], vec![]]);
     }

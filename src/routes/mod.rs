@@ -4,7 +4,9 @@
 //! delays a message until the device reconnects and resumes. `memory.rs` is the embedded
 //! single-node table.
 
+pub mod keeper;
 pub mod memory;
+pub mod redis;
 
 use async_trait::async_trait;
 

@@ -1,0 +1,287 @@
+//! One actor per remote node, forwarding envelopes over HTTP in batches.
+//!
+//! A peer has at most one POST in flight: what arrives meanwhile is queued and goes in the
+//! next batch, so a user's messages reach a peer in the order they were dispatched, and a
+//! slow or dead peer only ever fills its own bounded queue, never blocks other peers.
+//! Forwarding is best effort on top of the store: a batch that still fails after
+//! `cluster.forward_retries` retries is dropped and counted, and its recipients get the
+//! messages from the store on their next connection (or the next live message's gap fill).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix::prelude::*;
+use bytestring::ByteString;
+use serde::Deserialize;
+use tracing::{debug, warn};
+
+use super::sign;
+use crate::actors::stats::Counters;
+use crate::config::ClusterConfig;
+use crate::ids::{NodeId, UserId};
+use crate::routes::RouteTable;
+use crate::store::{now_ms, Delivery};
+
+/// Most envelopes in one forward POST.
+pub const MAX_BATCH: usize = 2000;
+/// Largest answer body read from a peer.
+const MAX_REPLY: usize = 4 * 1024 * 1024;
+
+/// Something to forward.
+#[derive(Debug, Clone)]
+pub enum Envelope {
+    Message(Delivery),
+    Broadcast(ByteString),
+}
+
+/// Dispatcher -> peer: queue these envelopes.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Forward(pub Vec<Envelope>);
+
+/// What every peer actor needs from its node.
+pub struct PeerDeps {
+    pub me: NodeId,
+    pub secret: Vec<u8>,
+    pub cfg: ClusterConfig,
+    pub routes: Arc<dyn RouteTable>,
+    pub counters: Arc<Counters>,
+}
+
+thread_local! {
+    /// One HTTP client (and connection pool) per arbiter thread.
+    static CLIENT: awc::Client = awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .finish();
+}
+
+/// Builds the JSON body of a forward by splicing the pre-encoded frames in.
+pub fn encode(me: &str, items: &[Envelope]) -> String {
+    let size: usize = items
+        .iter()
+        .map(|e| match e {
+            Envelope::Message(d) => d.frame.len() + d.user.as_str().len() + 48,
+            Envelope::Broadcast(f) => f.len() + 1,
+        })
+        .sum();
+    let mut s = String::with_capacity(size + 64);
+    s.push_str(r#"{"from":"#);
+    // unwrap: serializing a &str cannot fail
+    s.push_str(&serde_json::to_string(me).unwrap());
+    s.push_str(r#","deliveries":["#);
+    let mut first = true;
+    for e in items {
+        if let Envelope::Message(d) = e {
+            if !first {
+                s.push(',');
+            }
+            first = false;
+            s.push_str(r#"{"user":""#);
+            // User ids are restricted to characters that need no JSON escaping.
+            s.push_str(d.user.as_str());
+            s.push_str(r#"","seq":"#);
+            s.push_str(itoa::Buffer::new().format(d.seq));
+            s.push_str(r#","frame":"#);
+            s.push_str(&d.frame);
+            s.push('}');
+        }
+    }
+    s.push_str(r#"],"broadcasts":["#);
+    first = true;
+    for e in items {
+        if let Envelope::Broadcast(f) = e {
+            if !first {
+                s.push(',');
+            }
+            first = false;
+            s.push_str(f);
+        }
+    }
+    s.push_str("]}");
+    s
+}
+
+/// A peer's answer.
+#[derive(Deserialize)]
+struct Reply {
+    #[serde(default)]
+    missing: Vec<UserId>,
+}
+
+/// The forwarding actor for one remote node.
+pub struct Peer {
+    id: NodeId,
+    addr: String,
+    deps: Arc<PeerDeps>,
+    queue: VecDeque<Envelope>,
+    busy: bool,
+}
+
+impl Peer {
+    fn new(id: NodeId, addr: String, deps: Arc<PeerDeps>) -> Self {
+        Self {
+            id,
+            addr,
+            deps,
+            queue: VecDeque::new(),
+            busy: false,
+        }
+    }
+
+    fn send_next(&mut self, ctx: &mut Context<Self>) {
+        if self.queue.is_empty() {
+            self.busy = false;
+            return;
+        }
+        self.busy = true;
+        let n = self.queue.len().min(MAX_BATCH);
+        let batch: Vec<Envelope> = self.queue.drain(..n).collect();
+        let body = bytes::Bytes::from(encode(self.deps.me.as_str(), &batch));
+        let url = format!("http://{}/internal/v1/deliver", self.addr);
+        let deps = self.deps.clone();
+        let fut = async move {
+            let mut attempt = 0;
+            loop {
+                match post(&url, &deps, body.clone()).await {
+                    Ok(reply) => return Ok(reply),
+                    Err(e) if attempt >= deps.cfg.forward_retries => return Err(e),
+                    Err(e) => {
+                        debug!(error = %e, attempt, "forward failed, retrying");
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_millis(50 << attempt.min(6))).await;
+                    }
+                }
+            }
+        };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            match res {
+                Ok(reply) => {
+                    Counters::add(&act.deps.counters.forwarded, n as u64);
+                    if !reply.missing.is_empty() {
+                        // The peer has no session for these users: its route is stale.
+                        let routes = act.deps.routes.clone();
+                        let node = act.id.clone();
+                        ctx.spawn(
+                            async move {
+                                if let Err(e) = routes.unbind(&node, &reply.missing).await {
+                                    debug!(error = %e, "could not remove stale routes");
+                                }
+                            }
+                            .into_actor(act),
+                        );
+                    }
+                }
+                Err(e) => {
+                    Counters::add(&act.deps.counters.forward_failures, n as u64);
+                    warn!(node = %act.id, error = %e, envelopes = n, "forward failed, dropped (store keeps the messages)");
+                }
+            }
+            act.send_next(ctx);
+        }));
+    }
+}
+
+async fn post(url: &str, deps: &PeerDeps, body: bytes::Bytes) -> Result<Reply, String> {
+    let ts = now_ms();
+    let sig = sign::sign(&deps.secret, ts, deps.me.as_str(), &body);
+    let req = CLIENT.with(|c| {
+        c.post(url)
+            .timeout(Duration::from_millis(deps.cfg.forward_timeout_ms))
+            .insert_header((sign::HDR_NODE, deps.me.as_str()))
+            .insert_header((sign::HDR_TS, ts.to_string()))
+            .insert_header((sign::HDR_SIG, sig))
+            .content_type("application/json")
+    });
+    let mut resp = req.send_body(body).await.map_err(|e| e.to_string())?;
+    if !resp.status().is_success() {
+        return Err(format!("peer answered {}", resp.status()));
+    }
+    resp.json::<Reply>()
+        .limit(MAX_REPLY)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+impl Actor for Peer {
+    type Context = Context<Self>;
+}
+
+impl Handler<Forward> for Peer {
+    type Result = ();
+
+    fn handle(&mut self, msg: Forward, ctx: &mut Self::Context) {
+        self.queue.extend(msg.0);
+        let cap = self.deps.cfg.peer_queue;
+        if self.queue.len() > cap {
+            let dropped = self.queue.len() - cap;
+            self.queue.drain(..dropped);
+            Counters::add(&self.deps.counters.forward_failures, dropped as u64);
+            warn!(node = %self.id, dropped, "peer queue full, dropped oldest envelopes");
+        }
+        if !self.busy {
+            self.send_next(ctx);
+        }
+    }
+}
+
+/// The peer actors of this node, created on first use on the dispatch arbiter.
+#[derive(Clone)]
+pub struct PeerSet {
+    deps: Arc<PeerDeps>,
+    arbiter: ArbiterHandle,
+    peers: Arc<Mutex<PeerMap>>,
+}
+
+/// Peer actors by node id, with the address each was started for.
+type PeerMap = HashMap<NodeId, (String, Addr<Peer>)>;
+
+impl PeerSet {
+    pub fn new(deps: PeerDeps, arbiter: ArbiterHandle) -> Self {
+        Self {
+            deps: Arc::new(deps),
+            arbiter,
+            peers: Arc::default(),
+        }
+    }
+
+    /// Queues `items` for the node `id` reachable at `addr`.
+    pub fn forward(&self, id: &NodeId, addr: &str, items: Vec<Envelope>) {
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        let needs_new = match peers.get(id) {
+            Some((a, p)) => a != addr || !p.connected(),
+            None => true,
+        };
+        if needs_new {
+            let (deps, pid, paddr) = (self.deps.clone(), id.clone(), addr.to_string());
+            let peer = Peer::start_in_arbiter(&self.arbiter, move |_| Peer::new(pid, paddr, deps));
+            peers.insert(id.clone(), (addr.to_string(), peer));
+        }
+        // unwrap: inserted above when absent
+        peers.get(id).unwrap().1.do_send(Forward(items));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoded_forward_is_valid_json_carrying_frames_verbatim() {
+        let frame = ByteString::from(r#"{"type":"message","seq":3}"#);
+        let items = vec![
+            Envelope::Message(Delivery {
+                user: UserId::parse("u1").unwrap(),
+                seq: 3,
+                frame: frame.clone(),
+            }),
+            Envelope::Broadcast(ByteString::from(r#"{"type":"message","seq":null}"#)),
+        ];
+        let v: serde_json::Value = serde_json::from_str(&encode("n\"1", &items)).unwrap();
+        assert_eq!(v["from"], "n\"1");
+        assert_eq!(v["deliveries"][0]["user"], "u1");
+        assert_eq!(v["deliveries"][0]["seq"], 3);
+        assert_eq!(v["deliveries"][0]["frame"]["seq"], 3);
+        assert!(v["broadcasts"][0]["seq"].is_null());
+    }
+}

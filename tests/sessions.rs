@@ -1,0 +1,214 @@
+//! Session lifecycle: heartbeats, token expiry and refresh, slow consumers, bad frames,
+//! and graceful drain.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures_util::SinkExt;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+#[actix_rt::test]
+async fn silent_client_is_closed_with_4008_and_unregistered() {
+    let node = start_node(&[
+        ("HERALD_SESSION__HEARTBEAT_MS", "100"),
+        ("HERALD_SESSION__HEARTBEAT_TIMEOUT_MS", "400"),
+    ])
+    .await;
+    let mut ws = node.connect("quiet", "").await;
+    ws.welcome().await;
+    eventually("online", || async { online(&node, "quiet").await }).await;
+    // Not reading means not answering the server's pings: the session must time out.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let (code, reason) = ws.expect_close().await;
+    assert_eq!(code, 4008, "{reason}");
+    eventually("offline after timeout", || async {
+        !online(&node, "quiet").await
+    })
+    .await;
+    let (_, stats) = node.get("/api/v1/stats").await;
+    assert_eq!(stats["counters"]["heartbeat_timeouts"], 1);
+}
+
+#[actix_rt::test]
+async fn client_that_answers_pings_stays_connected_past_the_timeout() {
+    let node = start_node(&[
+        ("HERALD_SESSION__HEARTBEAT_MS", "100"),
+        ("HERALD_SESSION__HEARTBEAT_TIMEOUT_MS", "400"),
+    ])
+    .await;
+    let mut ws = node.connect("chatty", "").await;
+    ws.welcome().await;
+    // Reading lets the client library answer WebSocket pings; app pings get app pongs.
+    for _ in 0..8 {
+        ws.send_json(json!({"type": "ping"})).await;
+        assert_eq!(ws.next_json().await["type"], "pong");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    node.send("chatty", json!("still here")).await;
+    assert_eq!(ws.next_of_type("message").await["payload"], "still here");
+}
+
+#[actix_rt::test]
+async fn expiring_token_closes_with_4001_unless_refreshed_by_ping() {
+    let node = start_node(&[
+        ("HERALD_SESSION__HEARTBEAT_MS", "100"),
+        ("HERALD_AUTH__LEEWAY_S", "0"),
+    ])
+    .await;
+    let short = node.token("tim", 1);
+    let mut stale = Ws::connect(&node.ws_url(&format!("token={short}&device=a")))
+        .await
+        .unwrap();
+    let mut fresh = Ws::connect(&node.ws_url(&format!("token={short}&device=b")))
+        .await
+        .unwrap();
+    stale.welcome().await;
+    fresh.welcome().await;
+    fresh
+        .send_json(json!({"type": "ping", "token": node.token("tim", 3600)}))
+        .await;
+    assert_eq!(fresh.next_json().await["type"], "pong");
+    // A refresh token for another user is refused without touching the session.
+    fresh
+        .send_json(json!({"type": "ping", "token": node.token("other", 3600)}))
+        .await;
+    assert_eq!(fresh.next_json().await["code"], "token_user_mismatch");
+    assert_eq!(fresh.next_json().await["type"], "pong");
+    // Keep both reading (answering pings) until the short token is past expiry.
+    let (code, _) = stale.expect_close().await;
+    assert_eq!(code, 4001);
+    node.send("tim", json!("after expiry")).await;
+    assert_eq!(
+        fresh.next_of_type("message").await["payload"],
+        "after expiry"
+    );
+}
+
+#[actix_rt::test]
+async fn slow_consumer_is_closed_with_4002_while_others_keep_receiving() {
+    let node = start_node(&[("HERALD_SESSION__OUTBOUND_QUEUE", "16")]).await;
+    let mut slow = node.connect("sam", "device=slow").await;
+    let mut fast = node.connect("sam", "device=fast").await;
+    slow.welcome().await;
+    fast.welcome().await;
+    eventually("both devices", || async {
+        let (_, v) = node.get("/api/v1/users/sam/presence").await;
+        v["devices"].as_array().unwrap().len() == 2
+    })
+    .await;
+    // Large payloads fill the slow client's socket buffers quickly; the fast one reads.
+    let big = "x".repeat(64 * 1024);
+    let n = 120;
+    let reader = actix_rt::spawn(async move {
+        let seqs = fast.seqs(n).await;
+        (fast, seqs)
+    });
+    for i in 0..n {
+        node.send("sam", json!({"i": i, "pad": big})).await;
+    }
+    let (_fast, seqs) = reader.await.unwrap();
+    assert_eq!(seqs, (1..=n as u64).collect::<Vec<_>>());
+    eventually("slow consumer counted", || async {
+        let (_, s) = node.get("/api/v1/stats").await;
+        s["counters"]["slow_consumers"].as_u64().unwrap() >= 1
+    })
+    .await;
+    eventually("slow device dropped", || async {
+        let (_, v) = node.get("/api/v1/users/sam/presence").await;
+        let devices = v["devices"].as_array().unwrap();
+        devices.len() == 1 && devices[0]["device"] == "fast"
+    })
+    .await;
+    // Whatever reached the slow client's buffers ends with the 4002 close (or a reset
+    // when the close frame could not get through within the grace period).
+    let (code, _) = slow.expect_close().await;
+    assert!(code == 4002 || code == 1006, "got {code}");
+}
+
+#[actix_rt::test]
+async fn unknown_and_malformed_frames_get_error_frames_and_the_session_stays_up() {
+    let node = start_node(&[]).await;
+    let mut ws = node.connect("val", "").await;
+    ws.welcome().await;
+    ws.send_text(r#"{"type":"subscribe","topic":"x"}"#).await;
+    let e = ws.next_json().await;
+    assert_eq!(
+        (e["type"].as_str(), e["code"].as_str()),
+        (Some("error"), Some("unknown_frame"))
+    );
+    ws.send_text("this is not json").await;
+    assert_eq!(ws.next_json().await["code"], "bad_frame");
+    ws.send_text(r#"{"type":"ack","seq":"three"}"#).await;
+    assert_eq!(ws.next_json().await["code"], "bad_frame");
+    ws.inner.send(Message::binary(vec![1, 2, 3])).await.unwrap();
+    assert_eq!(ws.next_json().await["code"], "binary_not_supported");
+    ws.send_json(json!({"type": "ping"})).await;
+    assert_eq!(ws.next_json().await["type"], "pong");
+    node.send("val", json!(1)).await;
+    assert_eq!(ws.next_of_type("message").await["seq"], 1);
+}
+
+#[actix_rt::test]
+async fn oversize_frame_closes_with_1009_and_the_server_stays_healthy() {
+    let node = start_node(&[("HERALD_SESSION__MAX_FRAME_BYTES", "1024")]).await;
+    let mut ws = node.connect("big", "").await;
+    ws.welcome().await;
+    ws.send_text(&format!(
+        r#"{{"type":"ping","token":"{}"}}"#,
+        "x".repeat(4096)
+    ))
+    .await;
+    let (code, _) = ws.expect_close().await;
+    assert_eq!(code, 1009);
+    let (s, _) = http(&node.url("/healthz"), None, None).await;
+    assert_eq!(s, 200);
+    let mut again = node.connect("big", "").await;
+    again.welcome().await;
+}
+
+#[actix_rt::test]
+async fn ack_beyond_what_was_delivered_is_clamped() {
+    let node = start_node(&[("HERALD_STORE__CURSOR_FLUSH_MS", "20")]).await;
+    let mut ws = node.connect("ned", "device=d").await;
+    ws.welcome().await;
+    node.send("ned", json!(1)).await;
+    assert_eq!(ws.seqs(1).await, vec![1]);
+    ws.send_json(json!({"type": "ack", "seq": 1000})).await;
+    ws.send_json(json!({"type": "ping"})).await;
+    ws.next_of_type("pong").await;
+    ws.close().await;
+    node.send("ned", json!(2)).await;
+    let mut ws = node.connect("ned", "device=d").await;
+    ws.welcome().await;
+    assert_eq!(ws.seqs(1).await, vec![2]);
+}
+
+#[actix_rt::test]
+async fn drain_closes_sessions_with_1001_and_refuses_new_ones() {
+    let mut node = start_node(&[]).await;
+    let mut a = node.connect("oli", "device=a").await;
+    let mut b = node.connect("pia", "").await;
+    a.welcome().await;
+    b.welcome().await;
+    eventually("online", || async {
+        online(&node, "oli").await && online(&node, "pia").await
+    })
+    .await;
+    let addr = node.addr;
+    let token = node.token("late", 60);
+    let draining = node.node.state.clone();
+    let drain = actix_rt::spawn(async move {
+        node.node.shutdown().await;
+    });
+    let (ca, _) = a.expect_close().await;
+    let (cb, _) = b.expect_close().await;
+    assert_eq!((ca, cb), (1001, 1001));
+    assert!(draining.draining.load(std::sync::atomic::Ordering::Relaxed));
+    drain.await.unwrap();
+    // After the drain the listener is gone.
+    let refused = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?token={token}")).await;
+    assert!(refused.is_err());
+}
