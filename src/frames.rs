@@ -63,7 +63,13 @@ impl MessageParts {
 }
 
 /// `{"type":"welcome",…}` sent once when a session starts.
-pub fn welcome(session: &str, node: &str, user: &str, heartbeat_ms: u64, last_seq: Seq) -> ByteString {
+pub fn welcome(
+    session: &str,
+    node: &str,
+    user: &str,
+    heartbeat_ms: u64,
+    last_seq: Seq,
+) -> ByteString {
     serde_json::json!({
         "type": "welcome",
         "session": session,

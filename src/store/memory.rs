@@ -246,8 +246,14 @@ mod tests {
     #[actix_rt::test]
     async fn seqs_increase_per_user_independently() {
         let s = store(10);
-        let a = s.append(vec![msg(&["a", "b"], None, 60), msg(&["a"], None, 60)]).await.unwrap();
-        assert_eq!(a[0].deliveries.iter().map(|d| d.seq).collect::<Vec<_>>(), vec![1, 1]);
+        let a = s
+            .append(vec![msg(&["a", "b"], None, 60), msg(&["a"], None, 60)])
+            .await
+            .unwrap();
+        assert_eq!(
+            a[0].deliveries.iter().map(|d| d.seq).collect::<Vec<_>>(),
+            vec![1, 1]
+        );
         assert_eq!(a[1].deliveries[0].seq, 2);
         assert_eq!(s.last_seq(&u("a")).await.unwrap(), 2);
         assert_eq!(s.last_seq(&u("b")).await.unwrap(), 1);
@@ -273,7 +279,10 @@ mod tests {
         let p = s.read(&u("a"), 0, 10).await.unwrap();
         assert_eq!(p.first_retained, 3);
         assert_eq!(p.last_seq, 5);
-        assert_eq!(p.messages.iter().map(|m| m.0).collect::<Vec<_>>(), vec![3, 4, 5]);
+        assert_eq!(
+            p.messages.iter().map(|m| m.0).collect::<Vec<_>>(),
+            vec![3, 4, 5]
+        );
         let p = s.read(&u("a"), 3, 1).await.unwrap();
         assert_eq!(p.messages.iter().map(|m| m.0).collect::<Vec<_>>(), vec![4]);
     }
@@ -281,7 +290,9 @@ mod tests {
     #[actix_rt::test]
     async fn expired_messages_are_not_read() {
         let s = store(10);
-        s.append(vec![msg(&["a"], None, 0), msg(&["a"], None, 60)]).await.unwrap();
+        s.append(vec![msg(&["a"], None, 0), msg(&["a"], None, 60)])
+            .await
+            .unwrap();
         let p = s.read(&u("a"), 0, 10).await.unwrap();
         assert_eq!(p.messages.iter().map(|m| m.0).collect::<Vec<_>>(), vec![2]);
     }
@@ -293,7 +304,11 @@ mod tests {
             s.append(vec![msg(&["a"], None, 60)]).await.unwrap();
         }
         let d = DeviceId::parse("p").unwrap();
-        let up = |seq| CursorUpdate { user: u("a"), device: d.clone(), seq };
+        let up = |seq| CursorUpdate {
+            user: u("a"),
+            device: d.clone(),
+            seq,
+        };
         s.save_cursors(vec![up(3)]).await.unwrap();
         s.save_cursors(vec![up(2)]).await.unwrap();
         assert_eq!(s.cursor(&u("a"), &d).await.unwrap(), Some(3));
