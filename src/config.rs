@@ -529,8 +529,12 @@ impl Config {
                 ));
             }
         }
-        if self.routes.key_prefix.is_empty() || self.routes.key_prefix.contains(char::is_whitespace) {
-            return Err(invalid("routes.key_prefix", "must be non-empty without spaces"));
+        if self.routes.key_prefix.is_empty() || self.routes.key_prefix.contains(char::is_whitespace)
+        {
+            return Err(invalid(
+                "routes.key_prefix",
+                "must be non-empty without spaces",
+            ));
         }
         if self.routes.route_ttl_ms < 30 || self.routes.node_ttl_ms < 30 {
             return Err(invalid(
@@ -539,7 +543,10 @@ impl Config {
             ));
         }
         if self.routes.op_timeout_ms == 0 || self.routes.sweep_ms == 0 {
-            return Err(invalid("routes.op_timeout_ms", "op_timeout_ms and sweep_ms must be > 0"));
+            return Err(invalid(
+                "routes.op_timeout_ms",
+                "op_timeout_ms and sweep_ms must be > 0",
+            ));
         }
         if self.cluster.dispatchers == 0 {
             return Err(invalid("cluster.dispatchers", "must be > 0"));

@@ -103,7 +103,10 @@ impl Dispatcher {
         self.hub.do_send(Deliver(deliveries.clone()));
         let mut per_worker: HashMap<usize, Vec<Delivery>> = HashMap::new();
         for d in deliveries {
-            per_worker.entry(worker_of(&d.user, pool.len())).or_default().push(d);
+            per_worker
+                .entry(worker_of(&d.user, pool.len()))
+                .or_default()
+                .push(d);
         }
         for (i, batch) in per_worker {
             pool[i].do_send(Dispatch(batch));
@@ -165,6 +168,7 @@ impl DispatchWorker {
                                 }
                             }
                         }
+                        tracing::debug!(users = users.len(), nodes = per_node.len(), "routed batch");
                         for (node, items) in per_node {
                             act.link.forward(node, items);
                         }

@@ -33,6 +33,12 @@ use crate::frames::{self, ClientFrame, FrameError};
 use crate::ids::{DeviceId, NodeId, Seq, SessionId, UserId};
 use crate::store::MessageStore;
 
+/// Store reads made for one gap before the missing seqs are given up on.
+const GAP_ATTEMPTS: u8 = 5;
+/// Wait between those reads: a message whose seq was allocated first may be stored (and
+/// pushed) a little after a later one; one that never shows up was never accepted.
+const GAP_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// What a session needs from its node, shared by all sessions.
 pub struct SessionDeps {
     pub node: NodeId,
@@ -83,6 +89,8 @@ pub struct WsSession {
     syncing: bool,
     /// Live messages held while syncing or waiting for a gap to fill.
     pending: BTreeMap<Seq, ByteString>,
+    /// Store reads made so far for the current gap.
+    gap_attempts: u8,
     closing: bool,
 }
 
@@ -110,6 +118,7 @@ impl WsSession {
             acked: 0,
             syncing: true,
             pending: BTreeMap::new(),
+            gap_attempts: 0,
             closing: false,
         }
     }
@@ -249,10 +258,23 @@ impl WsSession {
             } else if seq == self.delivered + 1 {
                 let frame = entry.remove();
                 self.delivered = seq;
+                self.gap_attempts = 0;
                 Counters::add(&self.deps.counters.delivered, 1);
                 self.enqueue_live(frame, ctx);
+            } else if self.gap_attempts >= GAP_ATTEMPTS {
+                // The store does not have the missing seqs (never stored, expired, or kept
+                // by another store): skip them rather than hold live delivery forever.
+                debug!(session = %self.id, from = self.delivered + 1, to = seq - 1, "skipping unfillable gap");
+                self.delivered = seq - 1;
+                self.gap_attempts = 0;
             } else {
-                self.sync(false, ctx);
+                self.gap_attempts += 1;
+                if self.gap_attempts == 1 {
+                    self.sync(false, ctx);
+                } else {
+                    self.syncing = true;
+                    ctx.run_later(GAP_RETRY, |act, ctx| act.sync(false, ctx));
+                }
                 return;
             }
         }
@@ -277,7 +299,7 @@ impl WsSession {
             self.enqueue_live(frame, ctx);
         } else {
             self.pending.insert(seq, frame);
-            self.sync(false, ctx);
+            self.drain_pending(ctx);
         }
     }
 

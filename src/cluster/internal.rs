@@ -88,7 +88,11 @@ pub async fn deliver(
         Vec::new()
     } else {
         state.hub.send(Deliver(deliveries)).await.map_err(|_| {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "hub_unavailable", "hub is stopping")
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "hub_unavailable",
+                "hub is stopping",
+            )
         })?
     };
     Ok(HttpResponse::Ok().json(serde_json::json!({ "missing": missing })))
@@ -100,6 +104,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/internal/v1/deliver", web::post().to(deliver))
         .route(
             "/internal/v1/healthz",
-            web::get().to(|| async { HttpResponse::Ok().json(serde_json::json!({"status": "ok"})) }),
+            web::get()
+                .to(|| async { HttpResponse::Ok().json(serde_json::json!({"status": "ok"})) }),
         );
 }

@@ -157,6 +157,7 @@ impl Peer {
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             match res {
                 Ok(reply) => {
+                    debug!(node = %act.id, envelopes = n, missing = reply.missing.len(), "forwarded");
                     Counters::add(&act.deps.counters.forwarded, n as u64);
                     if !reply.missing.is_empty() {
                         // The peer has no session for these users: its route is stale.

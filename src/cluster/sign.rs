@@ -125,7 +125,10 @@ mod tests {
     fn signed_request_verifies_once_and_replay_is_refused() {
         let v = Verifier::new("secret-secret-secret", 1000);
         let sig = sign(b"secret-secret-secret", 5000, "n1", b"{}");
-        assert_eq!(v.verify(Some("n1"), Some("5000"), Some(&sig), b"{}", 5100), Ok(()));
+        assert_eq!(
+            v.verify(Some("n1"), Some("5000"), Some(&sig), b"{}", 5100),
+            Ok(())
+        );
         assert_eq!(
             v.verify(Some("n1"), Some("5000"), Some(&sig), b"{}", 5200),
             Err(SignError::Replay)
@@ -153,6 +156,9 @@ mod tests {
             v.verify(Some("n1"), Some("5000"), Some(&other), b"{}", 5000),
             Err(SignError::BadSignature)
         );
-        assert_eq!(v.verify(None, Some("5000"), Some(&sig), b"{}", 5000), Err(SignError::Missing));
+        assert_eq!(
+            v.verify(None, Some("5000"), Some(&sig), b"{}", 5000),
+            Err(SignError::Missing)
+        );
     }
 }

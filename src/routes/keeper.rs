@@ -67,7 +67,10 @@ impl Keeper {
                     let current = self.run_id().await;
                     let restarted = current.is_some() && run_id.is_some() && current != run_id;
                     if healthy == Some(false) || restarted {
-                        info!(restarted, "redis reachable again; re-binding every local user");
+                        info!(
+                            restarted,
+                            "redis reachable again; re-binding every local user"
+                        );
                         self.hub.do_send(RebindAll);
                     }
                     if healthy != Some(true) || restarted {
@@ -117,7 +120,10 @@ impl Keeper {
                 }
             }
             if !mine.is_empty() {
-                debug!(users = mine.len(), "own bindings overdue; re-binding live ones");
+                debug!(
+                    users = mine.len(),
+                    "own bindings overdue; re-binding live ones"
+                );
                 self.hub.do_send(Rebind {
                     users: mine,
                     unbind_absent: true,
@@ -141,8 +147,14 @@ impl Keeper {
             let subscribed = async {
                 let b = self.routes.conn.builder().ok()?;
                 let t = self.routes.conn.timeout();
-                let conn = tokio::time::timeout(t, b.pubsub_connect()).await.ok()?.ok()?;
-                let stream = tokio::time::timeout(t, conn.subscribe(channel)).await.ok()?.ok()?;
+                let conn = tokio::time::timeout(t, b.pubsub_connect())
+                    .await
+                    .ok()?
+                    .ok()?;
+                let stream = tokio::time::timeout(t, conn.subscribe(channel))
+                    .await
+                    .ok()?
+                    .ok()?;
                 Some((conn, stream))
             }
             .await;

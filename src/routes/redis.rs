@@ -223,11 +223,20 @@ impl RedisRoutes {
         let id = me.id.as_str();
         self.conn
             .pipeline(vec![
-                resp_array!["SET", self.keys.node(id), json.as_str(), "PX", node_ttl_ms.to_string()],
+                resp_array![
+                    "SET",
+                    self.keys.node(id),
+                    json.as_str(),
+                    "PX",
+                    node_ttl_ms.to_string()
+                ],
                 resp_array!["HSET", self.keys.nodes(), id, json.as_str()],
             ])
             .await?;
-        let ids: Vec<String> = self.conn.cmd(resp_array!["HKEYS", self.keys.nodes()]).await?;
+        let ids: Vec<String> = self
+            .conn
+            .cmd(resp_array!["HKEYS", self.keys.nodes()])
+            .await?;
         let mut live = std::collections::HashMap::new();
         if ids.is_empty() {
             return Ok(live);
@@ -237,10 +246,7 @@ impl RedisRoutes {
             mget.push(self.keys.node(i));
         }
         let vals: Vec<Option<String>> = match self.conn.cmd::<RespValue>(mget).await? {
-            RespValue::Array(a) => a
-                .into_iter()
-                .map(|v| String::from_resp(v).ok())
-                .collect(),
+            RespValue::Array(a) => a.into_iter().map(|v| String::from_resp(v).ok()).collect(),
             _ => Vec::new(),
         };
         let mut dead = Vec::new();
@@ -280,7 +286,10 @@ impl RedisRoutes {
             .await?;
         Ok(members
             .into_iter()
-            .filter_map(|m| m.split_once('\t').map(|(n, u)| (n.to_string(), u.to_string())))
+            .filter_map(|m| {
+                m.split_once('\t')
+                    .map(|(n, u)| (n.to_string(), u.to_string()))
+            })
             .collect())
     }
 
@@ -289,7 +298,11 @@ impl RedisRoutes {
         let mut cmds = Vec::with_capacity(pairs.len() * 2);
         for (node, user) in pairs {
             cmds.push(resp_array!["HDEL", self.keys.route(user), node.as_str()]);
-            cmds.push(resp_array!["ZREM", self.keys.deadlines(), Keys::member(node, user)]);
+            cmds.push(resp_array![
+                "ZREM",
+                self.keys.deadlines(),
+                Keys::member(node, user)
+            ]);
         }
         self.conn.pipeline(cmds).await.map(|_| ())
     }
@@ -323,7 +336,12 @@ impl RedisRoutes {
         }
         match self
             .conn
-            .cmd::<String>(resp_array!["CONFIG", "SET", "notify-keyspace-events", merged.as_str()])
+            .cmd::<String>(resp_array![
+                "CONFIG",
+                "SET",
+                "notify-keyspace-events",
+                merged.as_str()
+            ])
             .await
         {
             Ok(_) => {
@@ -371,7 +389,12 @@ impl RouteTable for RedisRoutes {
         let mut cmds = Vec::with_capacity(users.len() * 3);
         for u in users {
             let key = self.keys.route(u.as_str());
-            cmds.push(resp_array!["HSET", key.as_str(), node.as_str(), deadline.as_str()]);
+            cmds.push(resp_array![
+                "HSET",
+                key.as_str(),
+                node.as_str(),
+                deadline.as_str()
+            ]);
             cmds.push(resp_array!["PEXPIRE", key, ttl.as_str()]);
             cmds.push(resp_array![
                 "ZADD",
@@ -412,7 +435,10 @@ impl RouteTable for RedisRoutes {
     }
 
     async fn health(&self) -> Result<(), RouteError> {
-        self.conn.cmd::<String>(resp_array!["PING"]).await.map(|_| ())
+        self.conn
+            .cmd::<String>(resp_array!["PING"])
+            .await
+            .map(|_| ())
     }
 
     fn name(&self) -> &'static str {

@@ -15,6 +15,8 @@ use serde_json::Value;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 
+pub mod procs;
+
 pub const SECRET: &str = "test-secret-0123456789abcdef";
 pub const API_KEY: &str = "test-api-key-1";
 /// Longest a test waits for any single expected event.

@@ -1,0 +1,221 @@
+//! Real external processes for cluster tests: `redis-server` and `herald` nodes, each
+//! killed when dropped.
+
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{http, WAIT};
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + WAIT;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not start listening on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+const HOW_TO: &str = "cluster tests need Redis: run them with ./scripts/test.sh (it installs and \
+                      starts redis-server), or install Debian's redis-server, or set \
+                      HERALD_TEST_REDIS_URL=redis://127.0.0.1:PORT";
+
+/// A redis-server started by the test, on a free loopback port, without persistence.
+pub struct RedisProc {
+    pub port: u16,
+    child: Option<Child>,
+    dir: PathBuf,
+}
+
+impl RedisProc {
+    /// Starts a private redis-server; fails with instructions when there is none.
+    pub fn start() -> RedisProc {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("herald-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut r = RedisProc {
+            port,
+            child: None,
+            dir,
+        };
+        r.restart();
+        r
+    }
+
+    /// (Re)starts the server on the same port, empty.
+    pub fn restart(&mut self) {
+        self.kill();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir.to_str().unwrap(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start redis-server ({e}); {HOW_TO}"));
+        self.child = Some(child);
+        wait_for_port(self.port, "redis-server");
+    }
+
+    pub fn kill(&mut self) {
+        self.signal("CONT");
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Sends a signal (`STOP`, `CONT`) to the server.
+    pub fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let ok = Command::new("kill")
+                .args([&format!("-{sig}"), &c.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(ok.success());
+        }
+    }
+}
+
+impl Drop for RedisProc {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The Redis URL for tests that only need *a* Redis: the test script's, or a private one.
+pub fn shared_redis() -> (String, Option<RedisProc>) {
+    match std::env::var("HERALD_TEST_REDIS_URL") {
+        Ok(url) if !url.is_empty() => (url, None),
+        _ => {
+            let r = RedisProc::start();
+            (r.url(), Some(r))
+        }
+    }
+}
+
+/// A `herald serve` child process.
+pub struct HeraldProc {
+    pub name: String,
+    pub port: u16,
+    child: Child,
+}
+
+pub const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml");
+pub const API_KEY: &str = "dev-api-key-change-me";
+pub const SECRET: &str = "cluster-test-secret-0123456789";
+
+impl HeraldProc {
+    /// Starts node `name` with the repository config plus `env` overrides.
+    pub fn start(name: &str, env: &[(String, String)]) -> HeraldProc {
+        let port = free_port();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+        cmd.args(["serve", "--config", CONFIG])
+            .env("HERALD_NODE__ID", name)
+            .env("HERALD_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+            .env("HERALD_SERVER__WORKERS", "1")
+            .env("HERALD_CLUSTER__INTERNAL_LISTEN", "127.0.0.1:0")
+            .env("HERALD_CLUSTER__SECRET", SECRET)
+            .env("HERALD_LOG__LEVEL", "warn")
+            .stdout(Stdio::null());
+        // HERALD_TEST_NODE_LOGS=<level> shows the nodes' logs (e.g. `debug`).
+        match std::env::var("HERALD_TEST_NODE_LOGS") {
+            Ok(level) => {
+                cmd.env("RUST_LOG", level);
+            }
+            Err(_) => {
+                cmd.stderr(Stdio::null());
+            }
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("herald binary starts");
+        wait_for_port(port, name);
+        HeraldProc {
+            name: name.to_string(),
+            port,
+            child,
+        }
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn ws_url(&self, token: &str, extra: &str) -> String {
+        format!("ws://127.0.0.1:{}/ws?token={token}&{extra}", self.port)
+    }
+
+    pub async fn post(&self, path: &str, body: &str) -> (u16, serde_json::Value) {
+        http(&format!("{}{path}", self.base()), Some(body), Some(API_KEY)).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        http(&format!("{}{path}", self.base()), None, Some(API_KEY)).await
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "kill -{sig}");
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for HeraldProc {
+    fn drop(&mut self) {
+        // A stopped process must be continued to die cleanly from SIGKILL's point of view.
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .stderr(Stdio::null())
+            .status();
+        self.kill9();
+    }
+}
+
+/// Runs one Redis command over a fresh connection and returns the raw RESP reply.
+pub async fn redis_cmd(url: &str, args: &[&str]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = url.trim_start_matches("redis://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut req = format!("*{}\r\n", args.len());
+    for a in args {
+        req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    String::from_utf8_lossy(&buf[..n]).to_string()
+}
