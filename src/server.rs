@@ -95,6 +95,13 @@ pub async fn start(cfg: Config, listener: TcpListener) -> Result<Node, StartErro
             RedisRoutes::new(&cfg.routes, live.clone()).map_err(StartError::Redis)?,
         )),
     };
+    if redis.is_some() && cfg.store.backend == StoreBackend::Memory {
+        warn!(
+            "cluster mode with the memory store: each node keeps its own messages and seqs, so \
+             a user's messages must all be posted through one node and survive only on it; \
+             set store.backend = \"mongo\" for the cluster-wide delivery promise"
+        );
+    }
     let routes: Arc<dyn RouteTable> = match &redis {
         Some(r) => r.clone(),
         None => Arc::new(MemoryRoutes::default()),

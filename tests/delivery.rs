@@ -282,3 +282,34 @@ async fn history_and_presence_apis_report_stored_messages_and_devices() {
     ws.close().await;
     eventually("lee offline", || async { !online(&node, "lee").await }).await;
 }
+
+#[actix_rt::test]
+async fn long_replay_is_paged_through_a_small_outbound_queue_with_live_traffic() {
+    let node = start_node(&[
+        ("HERALD_SESSION__OUTBOUND_QUEUE", "16"),
+        ("HERALD_SESSION__REPLAY_LIMIT", "5000"),
+        ("HERALD_STORE__MAX_MESSAGES_PER_USER", "5000"),
+    ])
+    .await;
+    let batch: Vec<_> = (0..900).map(|i| json!({"to": "pat", "payload": i})).collect();
+    let (s, _) = node
+        .post("/api/v1/messages/batch", &json!({ "messages": batch }).to_string())
+        .await;
+    assert_eq!(s, 202);
+    let producer = {
+        let url = node.url("/api/v1/messages");
+        actix_rt::spawn(async move {
+            for i in 900..1000 {
+                let body = json!({"to": "pat", "payload": i}).to_string();
+                assert_eq!(http(&url, Some(&body), Some(API_KEY)).await.0, 202);
+            }
+        })
+    };
+    let mut ws = node.connect("pat", "").await;
+    ws.welcome().await;
+    let seqs = ws.seqs(1000).await;
+    producer.await.unwrap();
+    assert_eq!(seqs, (1..=1000).collect::<Vec<u64>>());
+    let (_, stats) = node.get("/api/v1/stats").await;
+    assert_eq!(stats["counters"]["slow_consumers"], 0);
+}

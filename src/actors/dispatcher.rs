@@ -68,6 +68,7 @@ impl Dispatcher {
                     link,
                     buf: Vec::new(),
                     busy: false,
+                    last_warn: None,
                 })
             })
             .collect();
@@ -132,6 +133,8 @@ pub struct DispatchWorker {
     buf: Vec<Delivery>,
     /// A lookup is in flight.
     busy: bool,
+    /// When the last lookup failure was logged.
+    last_warn: Option<std::time::Instant>,
 }
 
 impl DispatchWorker {
@@ -175,7 +178,11 @@ impl DispatchWorker {
                     }
                     Err(e) => {
                         Counters::add(&act.link.counters.route_errors, 1);
-                        warn!(error = %e, deliveries = batch.len(), "route lookup failed; remote recipients get these on reconnect");
+                        // One line per second at most while Redis is down; the counter has the rest.
+                        if act.last_warn.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1)) {
+                            act.last_warn = Some(std::time::Instant::now());
+                            warn!(error = %e, deliveries = batch.len(), "route lookup failed; remote recipients get these from the store on reconnect");
+                        }
                     }
                 }
                 act.flush(ctx);

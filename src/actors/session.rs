@@ -31,13 +31,33 @@ use crate::auth::{unix_now, TokenVerifier};
 use crate::config::SessionConfig;
 use crate::frames::{self, ClientFrame, FrameError};
 use crate::ids::{DeviceId, NodeId, Seq, SessionId, UserId};
-use crate::store::MessageStore;
+use crate::store::{MessageStore, StoreError};
 
 /// Store reads made for one gap before the missing seqs are given up on.
 const GAP_ATTEMPTS: u8 = 5;
 /// Wait between those reads: a message whose seq was allocated first may be stored (and
 /// pushed) a little after a later one; one that never shows up was never accepted.
 const GAP_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Messages read from the store per replay page.
+const REPLAY_PAGE: usize = 200;
+/// Wait before re-checking the outbound queue during a long replay.
+const REPLAY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(5);
+/// Attempts at the initial replay read while the store is unreachable, and the pause
+/// between them; live messages are held meanwhile.
+const INITIAL_ATTEMPTS: u8 = 5;
+const INITIAL_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Why the session reads the store.
+#[derive(Debug, Clone, Copy)]
+enum SyncKind {
+    /// On connect, from the resume point; the number is the attempt.
+    Initial(u8),
+    /// The next page of a replay.
+    Continue,
+    /// Live messages skipped ahead of `delivered`.
+    Gap,
+}
 
 /// What a session needs from its node, shared by all sessions.
 pub struct SessionDeps {
@@ -163,48 +183,45 @@ impl WsSession {
         ctx.run_later(self.deps.cfg.close_grace(), |_, ctx| ctx.stop());
     }
 
-    /// Reads the store from `delivered` and merges held live messages afterwards.
-    fn sync(&mut self, first: bool, ctx: &mut Context<Self>) {
+    /// Reads the store after `delivered` (or the resume point) and merges held live
+    /// messages afterwards. Replay goes in pages of [`REPLAY_PAGE`], the next page read only
+    /// once the outbound queue has room, so a long replay never holds more than a page and
+    /// a queue's worth of frames.
+    fn sync(&mut self, kind: SyncKind, ctx: &mut Context<Self>) {
         self.syncing = true;
         let deps = self.deps.clone();
         let user = self.user.clone();
         let device = self.device.clone();
         let resume = self.resume;
         let after_known = self.delivered;
-        let limit = deps.cfg.replay_limit;
+        let replay_limit = deps.cfg.replay_limit as Seq;
+        let page_size = REPLAY_PAGE.min(deps.cfg.replay_limit);
         ctx.spawn(
             async move {
-                let after = if !first {
-                    after_known
-                } else {
-                    match resume {
-                        ResumeFrom::Since(s) => s,
-                        ResumeFrom::Cursor => deps
-                            .cursors
-                            .send(GetCursor {
-                                user: user.clone(),
-                                device,
-                            })
-                            .await
-                            .map_err(|_| {
-                                crate::store::StoreError::Unavailable(
-                                    "cursor writer stopped".into(),
-                                )
-                            })??
-                            .unwrap_or(0),
-                    }
+                let after = match (kind, resume) {
+                    (SyncKind::Initial(_), ResumeFrom::Since(s)) => s,
+                    (SyncKind::Initial(_), ResumeFrom::Cursor) => deps
+                        .cursors
+                        .send(GetCursor { user: user.clone(), device })
+                        .await
+                        .map_err(|_| StoreError::Unavailable("cursor writer stopped".into()))??
+                        .unwrap_or(0),
+                    _ => after_known,
                 };
                 let last = deps.store.last_seq(&user).await?;
                 let after = after.min(last);
-                // Replay at most `limit` messages: the newest ones.
-                let start = after.max(last.saturating_sub(limit as Seq));
-                let page = deps.store.read(&user, start, limit).await?;
-                Ok::<_, crate::store::StoreError>((after, start, page))
+                // A resume or gap replays at most `replay_limit` messages: the newest ones.
+                let start = match kind {
+                    SyncKind::Continue => after,
+                    _ => after.max(last.saturating_sub(replay_limit)),
+                };
+                let page = deps.store.read(&user, start, page_size).await?;
+                Ok::<_, StoreError>((after, start, page))
             }
             .into_actor(self)
             .map(move |res, act, ctx| match res {
                 Ok((after, start, page)) => {
-                    if first {
+                    if matches!(kind, SyncKind::Initial(_)) {
                         let welcome = frames::welcome(
                             &act.id.to_string(),
                             act.deps.node.as_str(),
@@ -219,6 +236,7 @@ impl WsSession {
                         act.enqueue(Out::Text(frames::history_truncated(after, resume_from)));
                     }
                     act.delivered = act.delivered.max(after);
+                    let full = page.messages.len() == page_size;
                     let n = page.messages.len() as u64;
                     for (seq, frame) in page.messages {
                         if seq > act.delivered {
@@ -228,25 +246,50 @@ impl WsSession {
                     }
                     Counters::add(&act.deps.counters.replayed, n);
                     Counters::add(&act.deps.counters.delivered, n);
-                    act.syncing = false;
-                    act.drain_pending(ctx);
-                }
-                Err(err) => {
-                    tracing::warn!(session = %act.id, error = %err, "replay failed");
-                    if first {
-                        act.enqueue(Out::Text(frames::error(
-                            "store_unavailable",
-                            "missed messages could not be loaded; reconnect later to receive them",
-                        )));
-                        act.close(CloseReason::GoingAway, ctx);
+                    if full && act.delivered < page.last_seq {
+                        act.continue_replay(ctx);
                     } else {
-                        // A later push or reconnect will retry the gap; keep live delivery.
                         act.syncing = false;
                         act.drain_pending(ctx);
                     }
                 }
+                Err(err) => {
+                    tracing::warn!(session = %act.id, error = %err, "replay read failed");
+                    match kind {
+                        SyncKind::Initial(tries) if tries + 1 < INITIAL_ATTEMPTS => {
+                            ctx.run_later(INITIAL_RETRY, move |act, ctx| {
+                                act.sync(SyncKind::Initial(tries + 1), ctx)
+                            });
+                        }
+                        SyncKind::Initial(_) => {
+                            act.enqueue(Out::Text(frames::error(
+                                "store_unavailable",
+                                "missed messages could not be loaded; reconnect later to receive them",
+                            )));
+                            act.close(CloseReason::GoingAway, ctx);
+                        }
+                        _ => {
+                            // The gap logic retries and, failing that, moves on; the messages
+                            // stay in the store for the next connection.
+                            act.syncing = false;
+                            act.drain_pending(ctx);
+                        }
+                    }
+                }
             }),
         );
+    }
+
+    /// Reads the next replay page once the outbound queue has drained below its bound.
+    fn continue_replay(&mut self, ctx: &mut Context<Self>) {
+        if self.closing {
+            return;
+        }
+        if self.out.len() >= self.deps.cfg.outbound_queue {
+            ctx.run_later(REPLAY_BACKOFF, |act, ctx| act.continue_replay(ctx));
+        } else {
+            self.sync(SyncKind::Continue, ctx);
+        }
     }
 
     /// Delivers held live messages in order, starting another sync on a gap.
@@ -270,10 +313,10 @@ impl WsSession {
             } else {
                 self.gap_attempts += 1;
                 if self.gap_attempts == 1 {
-                    self.sync(false, ctx);
+                    self.sync(SyncKind::Gap, ctx);
                 } else {
                     self.syncing = true;
-                    ctx.run_later(GAP_RETRY, |act, ctx| act.sync(false, ctx));
+                    ctx.run_later(GAP_RETRY, |act, ctx| act.sync(SyncKind::Gap, ctx));
                 }
                 return;
             }
@@ -282,12 +325,11 @@ impl WsSession {
 
     fn on_push_message(&mut self, seq: Seq, frame: ByteString, ctx: &mut Context<Self>) {
         if self.syncing || !self.pending.is_empty() {
-            if self.pending.len() >= self.deps.cfg.outbound_queue {
-                Counters::add(&self.deps.counters.slow_consumers, 1);
-                self.close(CloseReason::SlowConsumer, ctx);
-                return;
+            // Every live message is already in the store, so past the bound the hold is
+            // just not kept: the replay or gap read picks the message up from the store.
+            if self.pending.len() < self.deps.cfg.outbound_queue {
+                self.pending.insert(seq, frame);
             }
-            self.pending.insert(seq, frame);
             if !self.syncing {
                 self.drain_pending(ctx);
             }
@@ -388,7 +430,7 @@ impl Actor for WsSession {
                 act.heartbeat(ctx);
             }
         });
-        self.sync(true, ctx);
+        self.sync(SyncKind::Initial(0), ctx);
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
