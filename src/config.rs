@@ -2,8 +2,9 @@
 //!
 //! [`Config::from_sources`] takes the file text and an environment map, so tests feed it
 //! values directly. An override `HERALD_SESSION__HEARTBEAT_MS=500` sets `session.heartbeat_ms`
-//! (double underscore separates the section from the key). Unknown keys and bad values fail
-//! at startup with a message naming the key.
+//! (double underscores separate table names and the key, so `HERALD_STORE__MONGO__URL` sets
+//! `store.mongo.url`). Unknown keys and bad values fail at startup with a message naming the
+//! key.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -423,25 +424,29 @@ impl Config {
             let Some(rest) = var.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
-            let Some((section, key)) = rest.split_once("__") else {
+            let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+            if path.len() < 2 || path.iter().any(String::is_empty) {
+                continue;
+            }
+            let Some((key, tables)) = path.split_last() else {
                 continue;
             };
-            let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
-            let value = parse_env_value(raw);
-            let table = root
-                .entry(section)
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            match table {
-                toml::Value::Table(t) => {
-                    t.insert(key, value);
-                }
-                _ => {
-                    return Err(ConfigError::Env {
-                        var: var.clone(),
-                        reason: "section is not a table".into(),
-                    })
-                }
+            let mut table = &mut root;
+            for name in tables {
+                let entry = table
+                    .entry(name.clone())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                table = match entry {
+                    toml::Value::Table(t) => t,
+                    _ => {
+                        return Err(ConfigError::Env {
+                            var: var.clone(),
+                            reason: format!("`{name}` is not a table"),
+                        })
+                    }
+                };
             }
+            table.insert(key.clone(), parse_env_value(raw));
         }
         // Re-rendered and parsed from text so that type errors name the offending key.
         let merged = toml::to_string(&root).map_err(|e| ConfigError::Parse(e.to_string()))?;
@@ -615,6 +620,13 @@ mod tests {
         assert_eq!(cfg.session.heartbeat_ms, 500);
         assert_eq!(cfg.auth.api_keys, vec!["key-aaaaaaaa".to_string()]);
         assert_eq!(cfg.node.id, "n1");
+        let nested = Config::from_sources(BASE, &env(&[("HERALD_ROUTES__KEY_PREFIX", "p1")]))
+            .unwrap();
+        assert_eq!(nested.routes.key_prefix, "p1");
+        let err = Config::from_sources(BASE, &env(&[("HERALD_LOG__LEVEL__X", "1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("log.level"), "{err}");
     }
 
     #[test]
