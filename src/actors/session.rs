@@ -345,7 +345,7 @@ impl WsSession {
         }
     }
 
-    fn on_text(&mut self, text: &str, ctx: &mut Context<Self>) {
+    fn on_text(&mut self, text: &str) {
         match ClientFrame::parse(text) {
             Ok(ClientFrame::Ping { token }) => {
                 if let Some(token) = token {
@@ -385,7 +385,6 @@ impl WsSession {
                 &format!("frame is not a valid ping or ack: {e}"),
             ))),
         }
-        let _ = ctx;
     }
 
     fn heartbeat(&mut self, ctx: &mut Context<Self>) {
@@ -466,7 +465,7 @@ impl StreamHandler<Result<Message, ProtocolError>> for WsSession {
             return;
         }
         match item {
-            Ok(Message::Text(text)) => self.on_text(&text, ctx),
+            Ok(Message::Text(text)) => self.on_text(&text),
             Ok(Message::Binary(_)) => self.enqueue(Out::Text(frames::error(
                 "binary_not_supported",
                 "send JSON text frames",
