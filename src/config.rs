@@ -72,6 +72,9 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Most concurrent connections per worker; past it new connections wait in the backlog.
     pub max_connections_per_worker: usize,
+    /// Most WebSocket sessions on this node; past it `/ws` answers 503 `node_full` instead of
+    /// running into the open-file limit. 0 = the process's open-file limit minus 1024.
+    pub max_sessions: usize,
     /// Listen backlog.
     pub backlog: u32,
     /// Seconds a drain waits for sessions to close and requests to finish before exiting.
@@ -85,6 +88,7 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:8080".parse().unwrap(),
             workers: 0,
             max_connections_per_worker: 25_000,
+            max_sessions: 0,
             backlog: 4096,
             shutdown_timeout_s: 10,
         }
@@ -565,6 +569,23 @@ impl Config {
         Ok(())
     }
 
+    /// Session cap: configured, or derived from the open-file limit (`/proc/self/limits`),
+    /// leaving room for listeners, backend connections and in-flight requests.
+    pub fn max_sessions(&self) -> usize {
+        if self.server.max_sessions > 0 {
+            return self.server.max_sessions;
+        }
+        let soft = std::fs::read_to_string("/proc/self/limits")
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find(|l| l.starts_with("Max open files"))
+                    .and_then(|l| l.split_whitespace().nth(3).map(str::to_string))
+            })
+            .and_then(|v| v.parse::<usize>().ok());
+        soft.map_or(100_000, |n| n.saturating_sub(1024).max(64))
+    }
+
     /// Worker threads to run: configured, or one per core.
     pub fn workers(&self) -> usize {
         if self.server.workers == 0 {
@@ -620,8 +641,8 @@ mod tests {
         assert_eq!(cfg.session.heartbeat_ms, 500);
         assert_eq!(cfg.auth.api_keys, vec!["key-aaaaaaaa".to_string()]);
         assert_eq!(cfg.node.id, "n1");
-        let nested = Config::from_sources(BASE, &env(&[("HERALD_ROUTES__KEY_PREFIX", "p1")]))
-            .unwrap();
+        let nested =
+            Config::from_sources(BASE, &env(&[("HERALD_ROUTES__KEY_PREFIX", "p1")])).unwrap();
         assert_eq!(nested.routes.key_prefix, "p1");
         let err = Config::from_sources(BASE, &env(&[("HERALD_LOG__LEVEL__X", "1")]))
             .unwrap_err()

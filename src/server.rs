@@ -220,6 +220,7 @@ pub async fn start(cfg: Config, listener: TcpListener) -> Result<Node, StartErro
         session,
         counters,
         draining: Default::default(),
+        max_sessions: cfg.max_sessions(),
         started: Instant::now(),
     });
 

@@ -19,9 +19,11 @@ fn token(user: &str) -> String {
         jwt_secret: JWT_SECRET.into(),
         ..Default::default()
     };
-    herald::auth::TokenMinter::from_config(&cfg)
-        .unwrap()
-        .mint(&herald::ids::UserId::parse(user).unwrap(), None, 3600)
+    herald::auth::TokenMinter::from_config(&cfg).unwrap().mint(
+        &herald::ids::UserId::parse(user).unwrap(),
+        None,
+        3600,
+    )
 }
 
 fn unique(test: &str) -> String {
@@ -47,7 +49,9 @@ fn env(redis: &str, mongo: &str, test: &str, extra: &[(&str, &str)]) -> Vec<(Str
         ("HERALD_STORE__CURSOR_FLUSH_MS", "20"),
     ];
     e.extend_from_slice(extra);
-    e.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    e.into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 async fn start(names: &[&str], env: &[(String, String)]) -> Vec<HeraldProc> {
@@ -64,7 +68,9 @@ async fn start(names: &[&str], env: &[(String, String)]) -> Vec<HeraldProc> {
 }
 
 async fn connect(node: &HeraldProc, user: &str, extra: &str) -> Ws {
-    let mut ws = Ws::connect(&node.ws_url(&token(user), extra)).await.expect("connects");
+    let mut ws = Ws::connect(&node.ws_url(&token(user), extra))
+        .await
+        .expect("connects");
     ws.welcome().await;
     ws
 }
@@ -146,8 +152,14 @@ async fn idempotent_retry_through_another_node_returns_the_first_id_and_delivers
     send(&nodes[1], json!({"to": "quin", "payload": "next"})).await;
     let a = ws.next_of_type("message").await;
     let b = ws.next_of_type("message").await;
-    assert_eq!((a["payload"].as_str(), a["seq"].as_u64()), (Some("once"), Some(1)));
-    assert_eq!((b["payload"].as_str(), b["seq"].as_u64()), (Some("next"), Some(2)));
+    assert_eq!(
+        (a["payload"].as_str(), a["seq"].as_u64()),
+        (Some("once"), Some(1))
+    );
+    assert_eq!(
+        (b["payload"].as_str(), b["seq"].as_u64()),
+        (Some("next"), Some(2))
+    );
 }
 
 #[actix_rt::test]
@@ -155,12 +167,19 @@ async fn ttl_expired_messages_are_not_delivered() {
     let (r, _rp) = shared_redis();
     let (m, _mp) = shared_mongo();
     let nodes = start(&["a"], &env(&r, &m, "ttl", &[])).await;
-    send(&nodes[0], json!({"to": "rita", "payload": "short", "ttl_s": 1})).await;
+    send(
+        &nodes[0],
+        json!({"to": "rita", "payload": "short", "ttl_s": 1}),
+    )
+    .await;
     send(&nodes[0], json!({"to": "rita", "payload": "long"})).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let mut ws = connect(&nodes[0], "rita", "").await;
     let msg = ws.next_of_type("message").await;
-    assert_eq!((msg["payload"].as_str(), msg["seq"].as_u64()), (Some("long"), Some(2)));
+    assert_eq!(
+        (msg["payload"].as_str(), msg["seq"].as_u64()),
+        (Some("long"), Some(2))
+    );
 }
 
 #[actix_rt::test]
@@ -175,16 +194,30 @@ async fn store_outage_answers_503_keeps_sessions_up_and_loses_nothing_accepted()
     assert_eq!(ws.seqs(3).await, vec![1, 2, 3]);
     mongo.kill();
     let (s, v) = nodes[0]
-        .post("/api/v1/messages", &json!({"to": "sven", "payload": "lost?"}).to_string())
+        .post(
+            "/api/v1/messages",
+            &json!({"to": "sven", "payload": "lost?"}).to_string(),
+        )
         .await;
-    assert_eq!((s, v["error"]["code"].as_str()), (503, Some("store_unavailable")), "{v}");
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (503, Some("store_unavailable")),
+        "{v}"
+    );
     let (s, _) = http(&format!("{}/readyz", nodes[0].base()), None, None).await;
     assert_eq!(s, 503);
     ws.send_json(json!({"type": "ping"})).await;
-    assert_eq!(ws.next_of_type("pong").await["type"], "pong", "session stays up");
+    assert_eq!(
+        ws.next_of_type("pong").await["type"],
+        "pong",
+        "session stays up"
+    );
     mongo.restart();
     eventually("ready again", || async {
-        http(&format!("{}/readyz", nodes[0].base()), None, None).await.0 == 200
+        http(&format!("{}/readyz", nodes[0].base()), None, None)
+            .await
+            .0
+            == 200
     })
     .await;
     send(&nodes[0], json!({"to": "sven", "payload": "after"})).await;
@@ -203,7 +236,10 @@ async fn killed_node_while_messages_flow_client_reconnects_elsewhere_and_misses_
     let (m, _mp) = shared_mongo();
     let mut nodes = start(&["a", "b", "c"], &env(&r, &m, "failover", &[])).await;
     let mut ws = connect(&nodes[1], "tara", "").await;
-    eventually("route to b", || async { route_nodes(&nodes[0], "tara").await == ["b"] }).await;
+    eventually("route to b", || async {
+        route_nodes(&nodes[0], "tara").await == ["b"]
+    })
+    .await;
     let total = 150u64;
     let producer = {
         let base = nodes[0].base();
@@ -211,9 +247,12 @@ async fn killed_node_while_messages_flow_client_reconnects_elsewhere_and_misses_
             let mut accepted = 0u64;
             for i in 0..total {
                 let body = json!({"to": "tara", "payload": i}).to_string();
-                let (s, _) =
-                    http(&format!("{base}/api/v1/messages"), Some(&body), Some(procs::API_KEY))
-                        .await;
+                let (s, _) = http(
+                    &format!("{base}/api/v1/messages"),
+                    Some(&body),
+                    Some(procs::API_KEY),
+                )
+                .await;
                 if s == 202 {
                     accepted += 1;
                 }
@@ -242,7 +281,11 @@ async fn killed_node_while_messages_flow_client_reconnects_elsewhere_and_misses_
     while (seqs.len() as u64) < total {
         seqs.push(ws.next_of_type("message").await["seq"].as_u64().unwrap());
     }
-    assert_eq!(seqs, (1..=total).collect::<Vec<_>>(), "in order, no gaps, no duplicates");
+    assert_eq!(
+        seqs,
+        (1..=total).collect::<Vec<_>>(),
+        "in order, no gaps, no duplicates"
+    );
 }
 
 /// A device's view: everything it received, in arrival order, across connections.
@@ -281,7 +324,10 @@ async fn soak_churning_clients_across_nodes_each_end_with_exactly_their_users_se
         for (i, dev) in devices.iter().enumerate() {
             if rng.next() % 2 == 0 {
                 let node = &nodes[(rng.next() % 3) as usize];
-                let since = dev.seqs.last().map_or(String::new(), |s| format!("&since={s}"));
+                let since = dev
+                    .seqs
+                    .last()
+                    .map_or(String::new(), |s| format!("&since={s}"));
                 let ws = connect(node, &dev.user, &format!("device={}{since}", dev.name)).await;
                 online.push((i, ws));
             }
@@ -297,9 +343,12 @@ async fn soak_churning_clients_across_nodes_each_end_with_exactly_their_users_se
             let mut ok: BTreeMap<String, u64> = BTreeMap::new();
             for (user, base, k) in posts {
                 let body = json!({"to": user, "payload": k}).to_string();
-                let (s, v) =
-                    http(&format!("{base}/api/v1/messages"), Some(&body), Some(procs::API_KEY))
-                        .await;
+                let (s, v) = http(
+                    &format!("{base}/api/v1/messages"),
+                    Some(&body),
+                    Some(procs::API_KEY),
+                )
+                .await;
                 assert_eq!(s, 202, "{v}");
                 *ok.entry(user).or_default() += 1;
             }
@@ -329,14 +378,23 @@ async fn soak_churning_clients_across_nodes_each_end_with_exactly_their_users_se
     for dev in devices.iter_mut() {
         let target = accepted.get(&dev.user).copied().unwrap_or(0);
         if dev.seqs.last().copied().unwrap_or(0) < target {
-            let since = dev.seqs.last().map_or(String::new(), |s| format!("&since={s}"));
-            let mut ws = connect(&nodes[0], &dev.user, &format!("device={}{since}", dev.name)).await;
+            let since = dev
+                .seqs
+                .last()
+                .map_or(String::new(), |s| format!("&since={s}"));
+            let mut ws =
+                connect(&nodes[0], &dev.user, &format!("device={}{since}", dev.name)).await;
             while dev.seqs.last().copied().unwrap_or(0) < target {
-                dev.seqs.push(ws.next_of_type("message").await["seq"].as_u64().unwrap());
+                dev.seqs
+                    .push(ws.next_of_type("message").await["seq"].as_u64().unwrap());
             }
         }
         let want: Vec<u64> = (1..=target).collect();
-        assert_eq!(dev.seqs, want, "{}/{} must see exactly 1..={target} once, in order", dev.user, dev.name);
+        assert_eq!(
+            dev.seqs, want,
+            "{}/{} must see exactly 1..={target} once, in order",
+            dev.user, dev.name
+        );
     }
 }
 

@@ -212,3 +212,29 @@ async fn drain_closes_sessions_with_1001_and_refuses_new_ones() {
     let refused = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?token={token}")).await;
     assert!(refused.is_err());
 }
+
+#[actix_rt::test]
+async fn node_at_its_session_cap_refuses_new_sockets_with_503_and_keeps_serving() {
+    let node = start_node(&[("HERALD_SERVER__MAX_SESSIONS", "2")]).await;
+    let mut a = node.connect("cap", "device=a").await;
+    let mut b = node.connect("cap", "device=b").await;
+    a.welcome().await;
+    b.welcome().await;
+    let refused = Ws::connect(&node.ws_url(&format!("token={}&device=c", node.token("cap", 60))))
+        .await
+        .err()
+        .expect("third session is refused");
+    assert_eq!(
+        (refused.status, refused.body["error"]["code"].as_str()),
+        (503, Some("node_full"))
+    );
+    node.send("cap", json!("still served")).await;
+    assert_eq!(a.next_of_type("message").await["payload"], "still served");
+    b.close().await;
+    eventually("room again", || async {
+        Ws::connect(&node.ws_url(&format!("token={}&device=d", node.token("cap", 60))))
+            .await
+            .is_ok()
+    })
+    .await;
+}

@@ -408,6 +408,7 @@ impl Actor for WsSession {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.deps.cfg.outbound_queue);
         Counters::add(&self.deps.counters.sessions_opened, 1);
+        Counters::add(&self.deps.counters.sessions_live, 1);
         self.deps.hub.do_send(Join {
             user: self.user.clone(),
             device: self.device.clone(),
@@ -433,6 +434,7 @@ impl Actor for WsSession {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
+        Counters::sub(&self.deps.counters.sessions_live, 1);
         self.deps.hub.do_send(Leave {
             user: self.user.clone(),
             session: self.id,

@@ -17,6 +17,10 @@ pub struct Counters {
     pub heartbeat_timeouts: AtomicU64,
     /// Sessions opened since start.
     pub sessions_opened: AtomicU64,
+    /// Sessions alive now (opened minus stopped).
+    pub sessions_live: AtomicU64,
+    /// Connections refused because the node was at `server.max_sessions`.
+    pub sessions_refused: AtomicU64,
     /// Messages replayed from the store on connect or gap fill.
     pub replayed: AtomicU64,
     /// Envelopes a peer node acknowledged.
@@ -30,6 +34,10 @@ pub struct Counters {
 impl Counters {
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn sub(counter: &AtomicU64, n: u64) {
+        counter.fetch_sub(n, Ordering::Relaxed);
     }
 
     pub fn get(counter: &AtomicU64) -> u64 {

@@ -40,6 +40,8 @@ pub struct AppState {
     pub counters: Arc<Counters>,
     /// Set when the node starts draining: `/readyz` fails and new sockets are refused.
     pub draining: AtomicBool,
+    /// Session cap (see `Config::max_sessions`).
+    pub max_sessions: usize,
     pub started: Instant,
 }
 

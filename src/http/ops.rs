@@ -58,6 +58,8 @@ pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
             "delivered": Counters::get(&c.delivered),
             "replayed": Counters::get(&c.replayed),
             "sessions_opened": Counters::get(&c.sessions_opened),
+            "sessions_live": Counters::get(&c.sessions_live),
+            "sessions_refused": Counters::get(&c.sessions_refused),
             "slow_consumers": Counters::get(&c.slow_consumers),
             "heartbeat_timeouts": Counters::get(&c.heartbeat_timeouts),
             "forwarded": Counters::get(&c.forwarded),

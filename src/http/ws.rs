@@ -12,6 +12,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::error::ApiError;
 use super::AppState;
 use crate::actors::session::{ResumeFrom, WsSession};
+use crate::actors::stats::Counters;
 use crate::auth::AuthError;
 use crate::ids::DeviceId;
 
@@ -36,6 +37,25 @@ pub async fn upgrade(
             StatusCode::SERVICE_UNAVAILABLE,
             "draining",
             "node is draining; connect to another node",
+        ));
+    }
+    let live = Counters::get(&state.counters.sessions_live) as usize;
+    if live >= state.max_sessions {
+        Counters::add(&state.counters.sessions_refused, 1);
+        let refused = Counters::get(&state.counters.sessions_refused);
+        // Log the first refusal and then every 1000th, not one line per connection.
+        if refused % 1000 == 1 {
+            tracing::warn!(
+                live,
+                max = state.max_sessions,
+                refused,
+                "node full: refusing new sessions (server.max_sessions)"
+            );
+        }
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "node_full",
+            "this node holds its maximum number of sessions; connect to another node",
         ));
     }
     let query = web::Query::<HashMap<String, String>>::from_query(req.query_string())

@@ -226,9 +226,12 @@ const MONGO_HOW_TO: &str = "durability tests need a MongoDB-protocol server: run
 
 /// Finds `secantusd-rs`: in `$HERALD_CACHE/secantus/bin`, then on PATH.
 fn secantus_bin() -> PathBuf {
-    let cache = std::env::var("HERALD_CACHE").map(PathBuf::from).unwrap_or_else(|_| {
-        PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/herald")
-    });
+    let cache = std::env::var("HERALD_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+                .join(".cache/herald")
+        });
     let cached = cache.join("secantus/bin/secantusd-rs");
     if cached.exists() {
         return cached;
