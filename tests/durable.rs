@@ -322,7 +322,7 @@ async fn soak_churning_clients_across_nodes_each_end_with_exactly_their_users_se
         // A random half of the devices is online this round, each on a random node.
         let mut online = Vec::new();
         for (i, dev) in devices.iter().enumerate() {
-            if rng.next() % 2 == 0 {
+            if rng.next().is_multiple_of(2) {
                 let node = &nodes[(rng.next() % 3) as usize];
                 let since = dev
                     .seqs
