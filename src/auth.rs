@@ -67,8 +67,9 @@ pub struct Claims {
     pub exp: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<u64>,
+    /// A string or an array of strings (RFC 7519); checked by the JWT library.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aud: Option<String>,
+    pub aud: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
     /// Binds the token to one device when present.
@@ -89,6 +90,8 @@ pub struct Identity {
 pub struct TokenVerifier {
     key: DecodingKey,
     validation: Validation,
+    /// Clock skew allowed on `exp`, also applied to running sessions.
+    pub leeway_s: u64,
 }
 
 fn algorithm(a: JwtAlgorithm) -> Algorithm {
@@ -145,7 +148,12 @@ impl TokenVerifier {
             required.push("iss");
         }
         validation.set_required_spec_claims(&required);
-        Ok(Self { key, validation })
+        validation.validate_nbf = true;
+        Ok(Self {
+            key,
+            validation,
+            leeway_s: cfg.leeway_s,
+        })
     }
 
     /// Verifies `token` and returns who it is for.
@@ -221,7 +229,7 @@ impl TokenMinter {
             sub: user.to_string(),
             exp: now + ttl_s,
             iat: Some(now),
-            aud: self.audience.clone(),
+            aud: self.audience.clone().map(serde_json::Value::String),
             iss: self.issuer.clone(),
             device: device.map(|d| d.to_string()),
         };

@@ -79,6 +79,9 @@ pub struct ServerConfig {
     pub backlog: u32,
     /// Seconds a drain waits for sessions to close and requests to finish before exiting.
     pub shutdown_timeout_s: u64,
+    /// On SIGTERM, how long `/readyz` fails before sessions are closed, ms, so a load
+    /// balancer stops sending new connections first.
+    pub drain_delay_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -91,6 +94,7 @@ impl Default for ServerConfig {
             max_sessions: 0,
             backlog: 4096,
             shutdown_timeout_s: 10,
+            drain_delay_ms: 0,
         }
     }
 }
@@ -526,6 +530,9 @@ impl Config {
         }
         if self.store.max_messages_per_user == 0 {
             return Err(invalid("store.max_messages_per_user", "must be > 0"));
+        }
+        if self.store.max_broadcasts == 0 {
+            return Err(invalid("store.max_broadcasts", "must be > 0"));
         }
         if self.routes.backend == RoutesBackend::Redis {
             self.routes

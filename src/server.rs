@@ -256,6 +256,14 @@ impl Node {
     pub async fn shutdown(&mut self) {
         let state = &self.state;
         state.draining.store(true, Ordering::Relaxed);
+        let delay = Duration::from_millis(state.cfg.server.drain_delay_ms);
+        if !delay.is_zero() {
+            info!(
+                delay_ms = state.cfg.server.drain_delay_ms,
+                "readiness off; waiting before closing sessions"
+            );
+            actix_rt::time::sleep(delay).await;
+        }
         let asked = state.hub.send(Drain).await.unwrap_or(0);
         info!(sessions = asked, "draining");
         let deadline = Instant::now() + Duration::from_secs(state.cfg.server.shutdown_timeout_s);

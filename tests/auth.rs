@@ -41,13 +41,13 @@ async fn valid_token_connects_and_gets_welcome_with_user_and_heartbeat() {
 }
 
 #[actix_rt::test]
-async fn token_in_authorization_header_is_accepted() {
+async fn token_in_authorization_header_is_accepted_with_any_scheme_case() {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let node = start_node(&[]).await;
     let mut req = node.ws_url("device=d1").into_client_request().unwrap();
     req.headers_mut().insert(
         "Authorization",
-        format!("Bearer {}", node.token("bob", 60)).parse().unwrap(),
+        format!("bearer {}", node.token("bob", 60)).parse().unwrap(),
     );
     let (inner, _) = tokio_tungstenite::connect_async(req).await.unwrap();
     let mut ws = Ws { inner };
@@ -164,6 +164,15 @@ async fn wrong_audience_is_refused_and_right_audience_accepted() {
         serde_json::json!({"sub": "a", "exp": unix_now() + 60}),
     );
     assert_eq!(refused(&node, &format!("token={missing}")).await.0, 401);
+    let listed = hs(
+        jsonwebtoken::Algorithm::HS256,
+        SECRET,
+        serde_json::json!({"sub": "a", "exp": unix_now() + 60, "aud": ["other", "herald"]}),
+    );
+    let mut ok = Ws::connect(&node.ws_url(&format!("token={listed}")))
+        .await
+        .unwrap();
+    ok.welcome().await;
     // The node's own minter adds the configured audience.
     let mut ws = node.connect("a", "").await;
     ws.welcome().await;

@@ -77,6 +77,12 @@ async fn expiring_token_closes_with_4001_unless_refreshed_by_ping() {
         .await;
     assert_eq!(fresh.next_json().await["code"], "token_user_mismatch");
     assert_eq!(fresh.next_json().await["type"], "pong");
+    let other_device = token_for(&node.cfg, "tim", Some("a"), 3600);
+    fresh
+        .send_json(json!({"type": "ping", "token": other_device}))
+        .await;
+    assert_eq!(fresh.next_json().await["code"], "token_device_mismatch");
+    assert_eq!(fresh.next_json().await["type"], "pong");
     // Keep both reading (answering pings) until the short token is past expiry.
     let (code, _) = stale.expect_close().await;
     assert_eq!(code, 4001);
@@ -188,7 +194,7 @@ async fn ack_beyond_what_was_delivered_is_clamped() {
 
 #[actix_rt::test]
 async fn drain_closes_sessions_with_1001_and_refuses_new_ones() {
-    let mut node = start_node(&[]).await;
+    let mut node = start_node(&[("HERALD_SERVER__DRAIN_DELAY_MS", "300")]).await;
     let mut a = node.connect("oli", "device=a").await;
     let mut b = node.connect("pia", "").await;
     a.welcome().await;
@@ -200,9 +206,17 @@ async fn drain_closes_sessions_with_1001_and_refuses_new_ones() {
     let addr = node.addr;
     let token = node.token("late", 60);
     let draining = node.node.state.clone();
+    let ready_url = format!("http://{addr}/readyz");
     let drain = actix_rt::spawn(async move {
         node.node.shutdown().await;
     });
+    // During the drain delay readiness is off while sessions are still served.
+    eventually("readyz off", || async {
+        http(&ready_url, None, None).await.0 == 503
+    })
+    .await;
+    b.send_json(json!({"type": "ping"})).await;
+    assert_eq!(b.next_json().await["type"], "pong");
     let (ca, _) = a.expect_close().await;
     let (cb, _) = b.expect_close().await;
     assert_eq!((ca, cb), (1001, 1001));

@@ -39,6 +39,8 @@ const GAP_ATTEMPTS: u8 = 5;
 /// pushed) a little after a later one; one that never shows up was never accepted.
 const GAP_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// Pause before reading again after a store read failed.
+const STORE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 /// Messages read from the store per replay page.
 const REPLAY_PAGE: usize = 200;
 /// Wait before re-checking the outbound queue during a long replay.
@@ -269,10 +271,11 @@ impl WsSession {
                             act.close(CloseReason::GoingAway, ctx);
                         }
                         _ => {
-                            // The gap logic retries and, failing that, moves on; the messages
-                            // stay in the store for the next connection.
-                            act.syncing = false;
-                            act.drain_pending(ctx);
+                            // The store could not be read: that says nothing about whether
+                            // the missing seqs exist, so keep holding and read again later.
+                            // Only successful reads count towards giving up on a gap.
+                            act.gap_attempts = act.gap_attempts.saturating_sub(1);
+                            ctx.run_later(STORE_RETRY, move |act, ctx| act.sync(kind, ctx));
                         }
                     }
                 }
@@ -305,9 +308,11 @@ impl WsSession {
                 Counters::add(&self.deps.counters.delivered, 1);
                 self.enqueue_live(frame, ctx);
             } else if self.gap_attempts >= GAP_ATTEMPTS {
-                // The store does not have the missing seqs (never stored, expired, or kept
-                // by another store): skip them rather than hold live delivery forever.
-                debug!(session = %self.id, from = self.delivered + 1, to = seq - 1, "skipping unfillable gap");
+                // Several successful reads say the store does not have the missing seqs (their
+                // insert failed after the seq was allocated, or they expired): tell the client,
+                // then go on rather than hold live delivery forever.
+                debug!(session = %self.id, from = self.delivered + 1, to = seq - 1, "skipping seqs the store does not have");
+                self.enqueue(Out::Text(frames::history_truncated(self.delivered, seq)));
                 self.delivered = seq - 1;
                 self.gap_attempts = 0;
             } else {
@@ -350,6 +355,12 @@ impl WsSession {
             Ok(ClientFrame::Ping { token }) => {
                 if let Some(token) = token {
                     match self.deps.verifier.verify(&token) {
+                        Ok(id) if id.device.as_ref().is_some_and(|d| *d != self.device) => {
+                            self.enqueue(Out::Text(frames::error(
+                                "token_device_mismatch",
+                                "refresh token is bound to another device; session expiry unchanged",
+                            )))
+                        }
                         Ok(id) if id.user == self.user => {
                             self.expires_at = self.expires_at.max(id.expires_at);
                         }
@@ -394,7 +405,7 @@ impl WsSession {
         if self.last_heard.elapsed() > self.deps.cfg.heartbeat_timeout() {
             Counters::add(&self.deps.counters.heartbeat_timeouts, 1);
             self.close(CloseReason::HeartbeatTimeout, ctx);
-        } else if unix_now() > self.expires_at {
+        } else if unix_now() > self.expires_at + self.deps.verifier.leeway_s {
             self.close(CloseReason::AuthExpired, ctx);
         } else {
             self.enqueue(Out::Ping);
@@ -423,7 +434,7 @@ impl Actor for WsSession {
         ctx.run_interval(tick, move |act, ctx| {
             since_ping += tick;
             if act.last_heard.elapsed() > act.deps.cfg.heartbeat_timeout()
-                || unix_now() > act.expires_at
+                || unix_now() > act.expires_at + act.deps.verifier.leeway_s
                 || since_ping >= act.deps.cfg.heartbeat()
             {
                 since_ping = std::time::Duration::ZERO;

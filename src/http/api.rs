@@ -298,6 +298,8 @@ pub async fn post_batch(
         .collect();
     let status = if n_ok == items.len() {
         StatusCode::ACCEPTED
+    } else if n_ok == 0 {
+        StatusCode::BAD_REQUEST
     } else {
         StatusCode::MULTI_STATUS
     };

@@ -18,12 +18,9 @@ use crate::ids::DeviceId;
 
 /// The bearer token of a request (`Authorization: Bearer …`), if any.
 pub fn bearer(req: &HttpRequest) -> Option<&str> {
-    req.headers()
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// Upgrades an authenticated request to a WebSocket session.

@@ -1,0 +1,314 @@
+#!/usr/bin/env bash
+# Herald's whole test suite, in one command: `./scripts/test.sh`.
+#
+# On a fresh Debian machine with Rust it:
+#   1. installs what is missing: Debian's redis-server, cmake (to build the MongoDB
+#      wire-protocol test server) and chromium (headless browser checks);
+#   2. installs SecantusDB's `secantusd-rs` (a MongoDB wire-protocol server) into a cache
+#      directory that later runs reuse ($HERALD_CACHE, default ~/.cache/herald);
+#   3. starts redis-server and secantusd-rs on free loopback ports, in a temporary directory,
+#      and exports where they are:
+#        HERALD_TEST_REDIS_URL=redis://127.0.0.1:<port>
+#        HERALD_TEST_MONGO_URL=mongodb://127.0.0.1:<port>
+#        HERALD_TEST_CHROMIUM=/usr/bin/chromium   (as root, pass --no-sandbox)
+#   4. runs cargo fmt --check, cargo clippy -D warnings, cargo test (all targets, then doc
+#      tests), every step even when an earlier one failed, and prints a summary.
+# It exits non-zero when any step failed. Whatever it started is stopped, and its temporary
+# directory removed, on every exit path (success, failure, Ctrl-C, SIGTERM).
+#
+# Knobs (environment):
+#   HERALD_CACHE         cache directory for secantusd-rs (default ~/.cache/herald)
+#   HERALD_TEST_THREADS  parallel tests per test binary (default 2: integration tests
+#                        start real servers and some are timing-sensitive)
+#   HERALD_KEEP_TMP=1    keep the temporary directory (server logs and data) for debugging
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+HERALD_CACHE=${HERALD_CACHE:-$HOME/.cache/herald}
+SECANTUS_CRATE=secantus-mdb
+SECANTUS_VERSION=0.5.3-beta.196
+SECANTUS_ROOT=$HERALD_CACHE/secantus
+SECANTUSD=$SECANTUS_ROOT/bin/secantusd-rs
+CHROMIUM=/usr/bin/chromium
+TEST_THREADS=${HERALD_TEST_THREADS:-2}
+# Seconds a test server gets to answer after it is started.
+SERVER_START_TIMEOUT_S=30
+
+SCRIPT_START=$SECONDS
+TMP_DIR=""
+REDIS_PID=""
+SECANTUS_PID=""
+# The running check (cargo and everything it starts), in its own process group.
+STEP_PID=""
+
+header() { printf '\n==> %s\n' "$*"; }
+info() { printf '    %s\n' "$*"; }
+die() {
+	printf 'test.sh: error: %s\n' "$*" >&2
+	exit 1
+}
+
+# ---------------------------------------------------------------------------------------
+# Cleanup: stop exactly the processes this script started, remove its temporary directory.
+# ---------------------------------------------------------------------------------------
+
+# stop_pid NAME PID: SIGTERM, wait up to 10 s, then SIGKILL.
+stop_pid() {
+	local name=$1 pid=$2 i
+	[[ -n $pid ]] || return 0
+	kill -0 "$pid" 2>/dev/null || return 0
+	kill -TERM "$pid" 2>/dev/null || return 0
+	for ((i = 0; i < 100; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		info "$name (pid $pid) ignored SIGTERM; killing it"
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	wait "$pid" 2>/dev/null || true
+}
+
+# stop_group PGID: the same for a whole process group (a step: cargo, test binaries, and
+# whatever the tests started).
+stop_group() {
+	local pgid=$1 i
+	kill -TERM -- "-$pgid" 2>/dev/null || return 0
+	for ((i = 0; i < 100; i++)); do
+		kill -0 -- "-$pgid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL -- "-$pgid" 2>/dev/null || true
+	wait "$pgid" 2>/dev/null || true
+}
+
+cleanup() {
+	local rc=$?
+	# A second Ctrl-C or SIGTERM must not cut the cleanup short.
+	trap - EXIT
+	trap "" INT TERM
+	set +e
+	if [[ -n $STEP_PID ]]; then
+		header "Interrupted: stopping the running step"
+		stop_group "$STEP_PID"
+	fi
+	if [[ -n $REDIS_PID || -n $SECANTUS_PID ]]; then
+		header "Stopping test servers"
+	fi
+	stop_pid redis-server "$REDIS_PID"
+	stop_pid secantusd-rs "$SECANTUS_PID"
+	if [[ -n $TMP_DIR && -d $TMP_DIR ]]; then
+		if [[ ${HERALD_KEEP_TMP:-0} == 1 ]]; then
+			info "kept $TMP_DIR (HERALD_KEEP_TMP=1)"
+		else
+			rm -rf -- "$TMP_DIR"
+		fi
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------
+
+# tcp_open PORT: true when something accepts connections on 127.0.0.1:PORT.
+tcp_open() {
+	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# free_port: prints a loopback TCP port nothing listens on, below the kernel's ephemeral
+# range so an outgoing connection cannot take it meanwhile. The caller retries on the
+# (unlikely) race of another process binding it first.
+free_port() {
+	local p i
+	for ((i = 0; i < 200; i++)); do
+		p=$((20000 + RANDOM % 12000))
+		if ! tcp_open "$p"; then
+			echo "$p"
+			return 0
+		fi
+	done
+	die "no free loopback port found"
+}
+
+# show_log FILE: the tail of a server log, for a failed start.
+show_log() {
+	if [[ -s $1 ]]; then
+		info "last lines of $1:"
+		tail -n 20 "$1" | sed 's/^/      /' >&2
+	fi
+}
+
+# ---------------------------------------------------------------------------------------
+# 1. System packages
+# ---------------------------------------------------------------------------------------
+
+header "Checking system packages (redis-server, cmake, chromium)"
+command -v cargo >/dev/null || die "cargo not found: install Rust (https://rustup.rs) first"
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v redis-cli >/dev/null || missing+=(redis-tools)
+command -v cmake >/dev/null || missing+=(cmake)
+[[ -x $CHROMIUM ]] || missing+=(chromium)
+if ((${#missing[@]} > 0)); then
+	SUDO=()
+	if [[ $(id -u) -ne 0 ]]; then
+		command -v sudo >/dev/null || die "missing packages (${missing[*]}) and not root; install them with apt-get"
+		SUDO=(sudo -n)
+	fi
+	info "installing: ${missing[*]}"
+	"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+	"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+	info "all present"
+fi
+[[ -x $CHROMIUM ]] || die "$CHROMIUM not found after installing chromium"
+
+# rustfmt and clippy ship with the official Rust images; add them when a rustup toolchain
+# lacks them.
+for component in rustfmt clippy; do
+	sub=fmt
+	[[ $component == clippy ]] && sub=clippy
+	if ! cargo "$sub" --version >/dev/null 2>&1; then
+		command -v rustup >/dev/null || die "cargo $sub is missing and rustup is not available"
+		info "adding Rust component $component"
+		rustup component add "$component"
+	fi
+done
+
+# ---------------------------------------------------------------------------------------
+# 2. SecantusDB (MongoDB wire protocol), cached across runs
+# ---------------------------------------------------------------------------------------
+
+header "Checking secantusd-rs $SECANTUS_VERSION (cache: $SECANTUS_ROOT)"
+if [[ -x $SECANTUSD ]] && "$SECANTUSD" --version 2>/dev/null | grep -qF "$SECANTUS_VERSION"; then
+	info "cached: $SECANTUSD"
+else
+	info "building it once (about 7 minutes; later runs reuse the cache)"
+	cargo install "$SECANTUS_CRATE" --version "$SECANTUS_VERSION" --ignore-rust-version \
+		--root "$SECANTUS_ROOT"
+	[[ -x $SECANTUSD ]] || die "cargo install did not produce $SECANTUSD"
+fi
+
+# ---------------------------------------------------------------------------------------
+# 3. Test servers
+# ---------------------------------------------------------------------------------------
+
+TMP_DIR=$(mktemp -d "${TMPDIR:-/tmp}/herald-test.XXXXXX")
+
+# wait_until_up NAME PID LOG CHECK...: polls CHECK until it succeeds; fails if the process
+# exits or the timeout passes.
+wait_until_up() {
+	local name=$1 pid=$2 log=$3 i
+	shift 3
+	for ((i = 0; i < SERVER_START_TIMEOUT_S * 10; i++)); do
+		if ! kill -0 "$pid" 2>/dev/null; then
+			info "$name exited during startup"
+			show_log "$log"
+			return 1
+		fi
+		if "$@" >/dev/null 2>&1; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	info "$name did not answer within ${SERVER_START_TIMEOUT_S}s"
+	show_log "$log"
+	return 1
+}
+
+redis_ping() {
+	[[ $(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null) == PONG ]]
+}
+
+header "Starting redis-server"
+mkdir -p "$TMP_DIR/redis"
+for attempt in 1 2 3; do
+	REDIS_PORT=$(free_port)
+	# No persistence: a test Redis starts empty and leaves nothing behind.
+	redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize no \
+		--save '' --appendonly no --dir "$TMP_DIR/redis" \
+		--logfile "$TMP_DIR/redis.log" </dev/null &
+	REDIS_PID=$!
+	if wait_until_up redis-server "$REDIS_PID" "$TMP_DIR/redis.log" redis_ping "$REDIS_PORT"; then
+		break
+	fi
+	stop_pid redis-server "$REDIS_PID"
+	REDIS_PID=""
+	((attempt < 3)) || die "redis-server did not start"
+done
+export HERALD_TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+info "pid $REDIS_PID, HERALD_TEST_REDIS_URL=$HERALD_TEST_REDIS_URL"
+
+header "Starting secantusd-rs (MongoDB wire protocol)"
+for attempt in 1 2 3; do
+	MONGO_PORT=$(free_port)
+	rm -rf "$TMP_DIR/secantus"
+	# A small cache and WAL file: an empty store stays small and starts fast.
+	"$SECANTUSD" --host 127.0.0.1 --port "$MONGO_PORT" --storage-path "$TMP_DIR/secantus" \
+		--cache-size 256M --log-file-max 16MB --log-level WARNING \
+		>"$TMP_DIR/secantus.log" 2>&1 </dev/null &
+	SECANTUS_PID=$!
+	if wait_until_up secantusd-rs "$SECANTUS_PID" "$TMP_DIR/secantus.log" tcp_open "$MONGO_PORT"; then
+		break
+	fi
+	stop_pid secantusd-rs "$SECANTUS_PID"
+	SECANTUS_PID=""
+	((attempt < 3)) || die "secantusd-rs did not start"
+done
+export HERALD_TEST_MONGO_URL="mongodb://127.0.0.1:$MONGO_PORT"
+info "pid $SECANTUS_PID, HERALD_TEST_MONGO_URL=$HERALD_TEST_MONGO_URL"
+
+export HERALD_TEST_CHROMIUM=$CHROMIUM
+info "HERALD_TEST_CHROMIUM=$HERALD_TEST_CHROMIUM"
+export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
+
+# ---------------------------------------------------------------------------------------
+# 4. The checks: every step runs; the summary says which failed.
+# ---------------------------------------------------------------------------------------
+
+step_names=()
+step_results=()
+
+# run_step NAME CMD...: runs CMD with a header, records pass/fail and duration. CMD runs in
+# its own process group, waited for in the background, so that a signal to this script is
+# handled at once and the cleanup can stop the step with everything it started.
+run_step() {
+	local name=$1 start=$SECONDS rc=0
+	shift
+	header "$name: $*"
+	setsid --wait "$@" &
+	STEP_PID=$!
+	wait "$STEP_PID" || rc=$?
+	STEP_PID=""
+	local took=$((SECONDS - start))
+	step_names+=("$name")
+	if ((rc == 0)); then
+		step_results+=("ok      ${took}s")
+	else
+		step_results+=("FAILED  ${took}s (exit $rc)")
+	fi
+}
+
+run_step "format" cargo fmt --all -- --check
+run_step "clippy" cargo clippy --all-targets -- -D warnings
+run_step "tests" cargo test --all-targets -- --test-threads="$TEST_THREADS"
+run_step "doc tests" cargo test --doc -- --test-threads="$TEST_THREADS"
+
+header "Summary"
+failed=0
+for i in "${!step_names[@]}"; do
+	printf '    %-10s %s\n' "${step_names[$i]}" "${step_results[$i]}"
+	[[ ${step_results[$i]} == ok* ]] || failed=1
+done
+info "total $((SECONDS - SCRIPT_START))s"
+if ((failed)); then
+	printf '\ntest.sh: FAILED\n'
+	exit 1
+fi
+printf '\ntest.sh: all steps passed\n'
