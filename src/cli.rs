@@ -160,6 +160,10 @@ fn serve(cfg: Config) -> ExitCode {
                 node.run_until_signal().await;
                 ExitCode::SUCCESS
             }
+            Err(e @ crate::server::StartError::Store(_)) => {
+                eprintln!("herald: {e}");
+                ExitCode::from(1)
+            }
             Err(e) => {
                 eprintln!("herald: {e}");
                 ExitCode::from(2)

@@ -230,6 +230,8 @@ impl Default for IngestConfig {
 pub enum StoreBackend {
     /// In-process, bounded, not durable across restarts.
     Memory,
+    /// MongoDB (`[store.mongo]`): durable, shared by every node of a cluster.
+    Mongo,
 }
 
 /// `[store]`: message store.
@@ -245,6 +247,9 @@ pub struct StoreConfig {
     pub idempotency_window_s: u64,
     /// Ack cursors are written in batches at most this often, ms.
     pub cursor_flush_ms: u64,
+    /// MongoDB settings, used when `backend = "mongo"`. Its `max_messages_per_user` and
+    /// `idempotency_window_s` are taken from this section.
+    pub mongo: crate::store::mongo::MongoStoreConfig,
 }
 
 impl Default for StoreConfig {
@@ -255,6 +260,7 @@ impl Default for StoreConfig {
             max_broadcasts: 1000,
             idempotency_window_s: 86_400,
             cursor_flush_ms: 200,
+            mongo: Default::default(),
         }
     }
 }
@@ -379,6 +385,16 @@ impl Default for ClusterConfig {
             forward_retries: 2,
             peer_queue: 50_000,
         }
+    }
+}
+
+impl StoreConfig {
+    /// The MongoDB settings with the backend-independent limits of `[store]` applied.
+    pub fn mongo_config(&self) -> crate::store::mongo::MongoStoreConfig {
+        let mut m = self.mongo.clone();
+        m.max_messages_per_user = self.max_messages_per_user;
+        m.idempotency_window_s = self.idempotency_window_s;
+        m
     }
 }
 
@@ -530,6 +546,12 @@ impl Config {
         }
         if self.store.max_messages_per_user == 0 {
             return Err(invalid("store.max_messages_per_user", "must be > 0"));
+        }
+        if self.store.backend == StoreBackend::Mongo {
+            self.store
+                .mongo_config()
+                .validate()
+                .map_err(|(key, reason)| invalid(key, reason))?;
         }
         if self.store.max_broadcasts == 0 {
             return Err(invalid("store.max_broadcasts", "must be > 0"));

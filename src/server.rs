@@ -32,6 +32,7 @@ use crate::routes::memory::MemoryRoutes;
 use crate::routes::redis::RedisRoutes;
 use crate::routes::RouteTable;
 use crate::store::memory::MemoryStore;
+use crate::store::mongo::MongoStore;
 use crate::store::{now_ms, MessageStore};
 
 /// Why a node could not start.
@@ -43,6 +44,8 @@ pub enum StartError {
     Listen(std::io::Error),
     #[error("invalid config key `routes.redis_url`: {0}")]
     Redis(String),
+    #[error("message store unavailable at startup: {0}")]
+    Store(String),
 }
 
 /// A running node.
@@ -85,6 +88,11 @@ pub async fn start(cfg: Config, listener: TcpListener) -> Result<Node, StartErro
     let verifier = Arc::new(TokenVerifier::from_config(&cfg.auth)?);
     let store: Arc<dyn MessageStore> = match cfg.store.backend {
         StoreBackend::Memory => Arc::new(MemoryStore::new(&cfg.store)),
+        StoreBackend::Mongo => Arc::new(
+            MongoStore::connect(&cfg.store.mongo_config())
+                .await
+                .map_err(|e| StartError::Store(e.to_string()))?,
+        ),
     };
     let counters = Arc::new(Counters::default());
     let addr = listener.local_addr().map_err(StartError::Listen)?;

@@ -192,7 +192,7 @@ async fn store_outage_answers_503_keeps_sessions_up_and_loses_nothing_accepted()
         send(&nodes[0], json!({"to": "sven", "payload": i})).await;
     }
     assert_eq!(ws.seqs(3).await, vec![1, 2, 3]);
-    mongo.kill();
+    mongo.stop();
     let (s, v) = nodes[0]
         .post(
             "/api/v1/messages",
