@@ -39,6 +39,9 @@ const GAP_ATTEMPTS: u8 = 5;
 /// pushed) a little after a later one; one that never shows up was never accepted.
 const GAP_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// Reads that may end before the store's newest seq (a message still being stored, or
+/// expired ones at the end) before the session stops re-reading and goes live.
+const SHORT_READS: u8 = 30;
 /// Pause before reading again after a store read failed.
 const STORE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 /// Messages read from the store per replay page.
@@ -113,6 +116,8 @@ pub struct WsSession {
     pending: BTreeMap<Seq, ByteString>,
     /// Store reads made so far for the current gap.
     gap_attempts: u8,
+    /// Consecutive reads that ended before the store's newest seq.
+    short_reads: u8,
     closing: bool,
 }
 
@@ -141,6 +146,7 @@ impl WsSession {
             syncing: true,
             pending: BTreeMap::new(),
             gap_attempts: 0,
+            short_reads: 0,
             closing: false,
         }
     }
@@ -250,7 +256,13 @@ impl WsSession {
                     Counters::add(&act.deps.counters.delivered, n);
                     if full && act.delivered < page.last_seq {
                         act.continue_replay(ctx);
+                    } else if act.delivered < page.last_seq && act.short_reads < SHORT_READS {
+                        // The store knows newer seqs than it returned: one may still be on
+                        // its way in (another node's append), or they expired. Read again.
+                        act.short_reads += 1;
+                        ctx.run_later(GAP_RETRY, |act, ctx| act.sync(SyncKind::Continue, ctx));
                     } else {
+                        act.short_reads = 0;
                         act.syncing = false;
                         act.drain_pending(ctx);
                     }
