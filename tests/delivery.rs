@@ -291,9 +291,14 @@ async fn long_replay_is_paged_through_a_small_outbound_queue_with_live_traffic()
         ("HERALD_STORE__MAX_MESSAGES_PER_USER", "5000"),
     ])
     .await;
-    let batch: Vec<_> = (0..900).map(|i| json!({"to": "pat", "payload": i})).collect();
+    let batch: Vec<_> = (0..900)
+        .map(|i| json!({"to": "pat", "payload": i}))
+        .collect();
     let (s, _) = node
-        .post("/api/v1/messages/batch", &json!({ "messages": batch }).to_string())
+        .post(
+            "/api/v1/messages/batch",
+            &json!({ "messages": batch }).to_string(),
+        )
         .await;
     assert_eq!(s, 202);
     let producer = {

@@ -303,7 +303,10 @@ async fn soak_churning_clients_across_nodes_each_end_with_exactly_their_users_se
     let nodes = start(&["a", "b", "c"], &env(&r, &m, "soak", &[])).await;
     let users: Vec<String> = (0..80).map(|i| format!("soak{i}")).collect();
     let devices_per_user = 3;
-    let rounds = 12;
+    let rounds: usize = std::env::var("HERALD_SOAK_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(25);
     let msgs_per_round = 250;
     let mut rng = Rng::new(0x5eed);
     let mut devices: Vec<Device> = users
@@ -318,7 +321,8 @@ async fn soak_churning_clients_across_nodes_each_end_with_exactly_their_users_se
         .collect();
     let mut accepted: BTreeMap<String, u64> = BTreeMap::new();
     let bases: Vec<String> = nodes.iter().map(|n| n.base()).collect();
-    for _round in 0..rounds {
+    for round in 0..rounds {
+        let t0 = std::time::Instant::now();
         // A random half of the devices is online this round, each on a random node.
         let mut online = Vec::new();
         for (i, dev) in devices.iter().enumerate() {
@@ -373,6 +377,7 @@ async fn soak_churning_clients_across_nodes_each_end_with_exactly_their_users_se
             }
             ws.close().await;
         }
+        eprintln!("soak round {round}: {:?}", t0.elapsed());
     }
     // Final catch-up: every device connects once more and drains.
     for dev in devices.iter_mut() {

@@ -43,6 +43,10 @@ pub struct Hub {
     to_unbind: Vec<UserId>,
     /// How often every local user is re-bound (the binding's TTL / 3).
     refresh: Duration,
+    /// A route write is in flight; what accumulates meanwhile goes in the next one.
+    flushing: bool,
+    /// Sessions waiting for their user's binding to be written.
+    bind_waiters: Vec<tokio::sync::oneshot::Sender<()>>,
     counters: Arc<Counters>,
 }
 
@@ -55,6 +59,8 @@ impl Hub {
     ) -> Self {
         Self {
             refresh,
+            flushing: false,
+            bind_waiters: Vec::new(),
             node,
             users: HashMap::new(),
             sessions: 0,
@@ -98,7 +104,7 @@ impl Hub {
     }
 
     fn flush_routes(&mut self, ctx: &mut Context<Self>) {
-        if self.to_bind.is_empty() && self.to_unbind.is_empty() {
+        if self.flushing || (self.to_bind.is_empty() && self.to_unbind.is_empty()) {
             return;
         }
         // A user that came and went (or went and came) within one flush: the current map
@@ -115,8 +121,10 @@ impl Hub {
         bind.dedup();
         unbind.sort_unstable();
         unbind.dedup();
+        let waiters = std::mem::take(&mut self.bind_waiters);
         let routes = self.routes.clone();
         let node = self.node.clone();
+        self.flushing = true;
         ctx.spawn(
             async move {
                 if !bind.is_empty() {
@@ -130,7 +138,16 @@ impl Hub {
                     }
                 }
             }
-            .into_actor(self),
+            .into_actor(self)
+            .map(move |(), hub, ctx| {
+                // Waiters go on even after a failure: the route table is a cache, and a
+                // session must not hang on it.
+                for w in waiters {
+                    let _ = w.send(());
+                }
+                hub.flushing = false;
+                hub.flush_routes(ctx);
+            }),
         );
     }
 }
@@ -151,14 +168,18 @@ impl Actor for Hub {
 impl Handler<Join> for Hub {
     type Result = ();
 
-    fn handle(&mut self, msg: Join, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: Join, ctx: &mut Self::Context) {
         if self.draining {
             msg.push.do_send(Push::Close(CloseReason::GoingAway));
             return;
         }
         let members = self.users.entry(msg.user.clone()).or_default();
-        if members.is_empty() {
+        if self.routes.shared() {
+            // Re-binding an already bound user is harmless and keeps the wait uniform.
             self.to_bind.push(msg.user);
+            self.bind_waiters.push(msg.bound);
+        } else {
+            let _ = msg.bound.send(());
         }
         members.push(Member {
             session: msg.session,
@@ -167,6 +188,7 @@ impl Handler<Join> for Hub {
             connected_at_ms: now_ms(),
         });
         self.sessions += 1;
+        self.flush_routes(ctx);
     }
 }
 

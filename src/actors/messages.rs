@@ -70,7 +70,9 @@ pub enum Push {
     Close(CloseReason),
 }
 
-/// Session -> hub: a session started and wants its user's messages.
+/// Session -> hub: a session started and wants its user's messages. `bound` fires once
+/// the user's route binding is written (at once on a single node): only then does the
+/// session read the store, so any message stored after that read finds the route.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Join {
@@ -78,6 +80,7 @@ pub struct Join {
     pub device: DeviceId,
     pub session: SessionId,
     pub push: Recipient<Push>,
+    pub bound: tokio::sync::oneshot::Sender<()>,
 }
 
 /// Session -> hub: a session stopped.

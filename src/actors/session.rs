@@ -33,15 +33,14 @@ use crate::frames::{self, ClientFrame, FrameError};
 use crate::ids::{DeviceId, NodeId, Seq, SessionId, UserId};
 use crate::store::{MessageStore, StoreError};
 
-/// Store reads made for one gap before the missing seqs are given up on.
-const GAP_ATTEMPTS: u8 = 5;
-/// Wait between those reads: a message whose seq was allocated first may be stored (and
-/// pushed) a little after a later one; one that never shows up was never accepted.
+/// Wait before re-reading a page the store held back (a seq that may still be stored).
 const GAP_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+/// Re-reads of held-back pages before the session goes live without them (the store holds
+/// a page back for at most one append budget, seconds; this is only a safety net).
+const MAX_HELD_READS: u16 = 300;
 
-/// Reads that may end before the store's newest seq (a message still being stored, or
-/// expired ones at the end) before the session stops re-reading and goes live.
-const SHORT_READS: u8 = 30;
+/// Longest a new session waits for its route binding before reading the store anyway.
+const BIND_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Pause before reading again after a store read failed.
 const STORE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 /// Messages read from the store per replay page.
@@ -114,10 +113,11 @@ pub struct WsSession {
     syncing: bool,
     /// Live messages held while syncing or waiting for a gap to fill.
     pending: BTreeMap<Seq, ByteString>,
-    /// Store reads made so far for the current gap.
-    gap_attempts: u8,
-    /// Consecutive reads that ended before the store's newest seq.
-    short_reads: u8,
+    /// The store's newest seq at the last read that was not held back: seqs up to it that
+    /// the read did not return do not exist (expired, or their append failed).
+    checked_upto: Seq,
+    /// Consecutive reads the store held back.
+    held_reads: u16,
     closing: bool,
 }
 
@@ -145,8 +145,8 @@ impl WsSession {
             acked: 0,
             syncing: true,
             pending: BTreeMap::new(),
-            gap_attempts: 0,
-            short_reads: 0,
+            checked_upto: 0,
+            held_reads: 0,
             closing: false,
         }
     }
@@ -256,13 +256,14 @@ impl WsSession {
                     Counters::add(&act.deps.counters.delivered, n);
                     if full && act.delivered < page.last_seq {
                         act.continue_replay(ctx);
-                    } else if act.delivered < page.last_seq && act.short_reads < SHORT_READS {
-                        // The store knows newer seqs than it returned: one may still be on
-                        // its way in (another node's append), or they expired. Read again.
-                        act.short_reads += 1;
+                    } else if page.held_back && act.held_reads < MAX_HELD_READS {
+                        // A seq after `delivered` may still be on its way into the store
+                        // (another node's append): read again rather than skip it.
+                        act.held_reads += 1;
                         ctx.run_later(GAP_RETRY, |act, ctx| act.sync(SyncKind::Continue, ctx));
                     } else {
-                        act.short_reads = 0;
+                        act.held_reads = 0;
+                        act.checked_upto = act.checked_upto.max(page.last_seq);
                         act.syncing = false;
                         act.drain_pending(ctx);
                     }
@@ -285,8 +286,6 @@ impl WsSession {
                         _ => {
                             // The store could not be read: that says nothing about whether
                             // the missing seqs exist, so keep holding and read again later.
-                            // Only successful reads count towards giving up on a gap.
-                            act.gap_attempts = act.gap_attempts.saturating_sub(1);
                             ctx.run_later(STORE_RETRY, move |act, ctx| act.sync(kind, ctx));
                         }
                     }
@@ -307,7 +306,7 @@ impl WsSession {
         }
     }
 
-    /// Delivers held live messages in order, starting another sync on a gap.
+    /// Delivers held live messages in order, reading the store on a gap.
     fn drain_pending(&mut self, ctx: &mut Context<Self>) {
         while let Some(entry) = self.pending.first_entry() {
             let seq = *entry.key();
@@ -316,25 +315,15 @@ impl WsSession {
             } else if seq == self.delivered + 1 {
                 let frame = entry.remove();
                 self.delivered = seq;
-                self.gap_attempts = 0;
                 Counters::add(&self.deps.counters.delivered, 1);
                 self.enqueue_live(frame, ctx);
-            } else if self.gap_attempts >= GAP_ATTEMPTS {
-                // Several successful reads say the store does not have the missing seqs (their
-                // insert failed after the seq was allocated, or they expired): tell the client,
-                // then go on rather than hold live delivery forever.
-                debug!(session = %self.id, from = self.delivered + 1, to = seq - 1, "skipping seqs the store does not have");
-                self.enqueue(Out::Text(frames::history_truncated(self.delivered, seq)));
+            } else if self.checked_upto >= seq - 1 {
+                // A completed read (not held back) had nothing for these seqs: they expired
+                // or were never stored (a failed append), so nothing is lost by going on.
+                debug!(session = %self.id, from = self.delivered + 1, to = seq - 1, "moving past seqs the store does not have");
                 self.delivered = seq - 1;
-                self.gap_attempts = 0;
             } else {
-                self.gap_attempts += 1;
-                if self.gap_attempts == 1 {
-                    self.sync(SyncKind::Gap, ctx);
-                } else {
-                    self.syncing = true;
-                    ctx.run_later(GAP_RETRY, |act, ctx| act.sync(SyncKind::Gap, ctx));
-                }
+                self.sync(SyncKind::Gap, ctx);
                 return;
             }
         }
@@ -432,11 +421,13 @@ impl Actor for WsSession {
         ctx.set_mailbox_capacity(self.deps.cfg.outbound_queue);
         Counters::add(&self.deps.counters.sessions_opened, 1);
         Counters::add(&self.deps.counters.sessions_live, 1);
+        let (bound, is_bound) = tokio::sync::oneshot::channel();
         self.deps.hub.do_send(Join {
             user: self.user.clone(),
             device: self.device.clone(),
             session: self.id,
             push: ctx.address().recipient(),
+            bound,
         });
         ctx.spawn(Writer);
         // Expiry and silence are checked more often than the ping interval so that a short
@@ -453,7 +444,15 @@ impl Actor for WsSession {
                 act.heartbeat(ctx);
             }
         });
-        self.sync(SyncKind::Initial(0), ctx);
+        // Read the store only once the route is bound (see `Join`); a slow route table
+        // delays the replay by at most BIND_WAIT.
+        ctx.spawn(
+            async move {
+                let _ = tokio::time::timeout(BIND_WAIT, is_bound).await;
+            }
+            .into_actor(self)
+            .map(|(), act, ctx| act.sync(SyncKind::Initial(0), ctx)),
+        );
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {

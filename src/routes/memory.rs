@@ -62,6 +62,10 @@ impl RouteTable for MemoryRoutes {
     fn name(&self) -> &'static str {
         "memory"
     }
+
+    fn shared(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

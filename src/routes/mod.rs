@@ -32,4 +32,9 @@ pub trait RouteTable: Send + Sync + 'static {
     async fn health(&self) -> Result<(), RouteError>;
     /// Short backend name for logs and stats.
     fn name(&self) -> &'static str;
+    /// Whether other nodes read this table (so a new session must be bound before it reads
+    /// the store, or a message stored in between could be routed nowhere).
+    fn shared(&self) -> bool {
+        true
+    }
 }

@@ -182,6 +182,7 @@ impl MessageStore for MemoryStore {
             messages,
             last_seq: log.last_seq,
             first_retained,
+            held_back: false,
         })
     }
 

@@ -5,6 +5,7 @@
 //! accepted (202) only once `append` has returned for it.
 
 pub mod memory;
+pub mod mongo;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -66,6 +67,9 @@ pub struct Page {
     pub last_seq: Seq,
     /// Oldest seq still retained; when it is above `after + 1`, older ones are gone.
     pub first_retained: Seq,
+    /// The page ends early, before a seq that may still be stored (another node's append
+    /// in flight): read again shortly rather than treating the seq as missing.
+    pub held_back: bool,
 }
 
 /// A device's ack position to persist.

@@ -268,9 +268,13 @@ impl Ws {
 
     pub async fn close(mut self) {
         let _ = self.inner.close(None).await;
-        // Read until the server's close reply so the session is gone server-side.
+        // Read until the server's close reply: by then the session is gone server-side.
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            while let Some(Ok(_)) = self.inner.next().await {}
+            while let Some(Ok(m)) = self.inner.next().await {
+                if m.is_close() {
+                    break;
+                }
+            }
         })
         .await;
     }

@@ -287,7 +287,9 @@ impl MongoProc {
     /// Stops the server the way an operator would (SIGTERM), waiting for it to exit.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
             let deadline = Instant::now() + WAIT;
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = c.try_wait() {

@@ -1,0 +1,524 @@
+//! `herald bench` itself: checks the flags, starts the worker processes, drives the phases
+//! (connect, idle, publish, drain, finish) with a deadline each, prints progress on stderr
+//! and the report on stdout. It opens no WebSocket itself; it publishes.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::process::{ExitCode, Stdio};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::histogram::Histogram;
+use super::protocol::{merge_reasons, Progress, WorkerEvent, WorkerSummary, FINISH};
+use super::publisher::{self, Live, Plan};
+use super::report::{counter_delta, per, r3, LatencyMs, Report};
+use super::setup::{setup, Setup, WorkerAuth};
+use super::sys::{cpu_secs, rss_bytes};
+use super::{BenchArgs, Mode, WORKER_SECRET_ENV};
+
+/// Interval of the progress line.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// Extra time a worker gets beyond the connect timeout to report `ready` (start-up,
+/// handshakes still running at the deadline).
+const READY_SLACK: Duration = Duration::from_secs(15);
+
+/// `herald bench`.
+pub fn run(args: BenchArgs) -> ExitCode {
+    let setup = match setup(args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("herald bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("herald bench: cannot start runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = runtime.block_on(async move {
+        // Before any worker starts: a session opened in between would skew both.
+        let pid = setup.args.server_pid;
+        let baseline = Baseline {
+            counters: server_counters(&setup.targets).await,
+            rss: pid.and_then(|p| rss_bytes(&p.to_string())),
+            cpu: pid.and_then(|p| cpu_secs(&p.to_string())),
+        };
+        let mut run = match Run::start(setup) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("herald bench: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let report = run.phases(baseline).await;
+        // unwrap: the report holds numbers, strings and string-keyed maps only
+        println!("{}", serde_json::to_string(&report).unwrap());
+        if report.connected == 0 {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        }
+    });
+    runtime.shutdown_background();
+    code
+}
+
+/// Server readings taken before the workers start.
+struct Baseline {
+    counters: Option<BTreeMap<String, u64>>,
+    rss: Option<u64>,
+    cpu: Option<f64>,
+}
+
+/// The summed `/api/v1/stats` counters of all targets, if every one answers.
+async fn server_counters(targets: &[SocketAddr]) -> Option<BTreeMap<String, u64>> {
+    let mut sum: BTreeMap<String, u64> = BTreeMap::new();
+    for t in targets {
+        for (k, v) in publisher::server_counters(*t).await? {
+            *sum.entry(k).or_default() += v;
+        }
+    }
+    Some(sum)
+}
+
+/// One worker process as the coordinator sees it.
+struct Worker {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    latest: Progress,
+    ready: bool,
+    failed_users: Vec<u64>,
+    summary: Option<WorkerSummary>,
+    /// Its stdout closed: it exited or crashed.
+    gone: bool,
+}
+
+/// A running bench.
+struct Run {
+    setup: Setup,
+    workers: Vec<Worker>,
+    events: mpsc::UnboundedReceiver<(usize, Option<WorkerEvent>)>,
+    started: Instant,
+    phase: &'static str,
+    next_print: Instant,
+    live: Arc<Live>,
+    /// Woken by background jobs (publishing) when they end, so phases end promptly.
+    wake: Arc<tokio::sync::Notify>,
+    /// Last time the total of received frames grew.
+    last_growth: Instant,
+    last_received: u64,
+}
+
+impl Run {
+    /// Starts the workers.
+    fn start(setup: Setup) -> Result<Run, String> {
+        let exe =
+            std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
+        let a = &setup.args;
+        let n_workers = a.conns.div_ceil(a.conns_per_worker);
+        // Upper bound of the whole run, so workers stop even if this process hangs.
+        let max_secs = 5 * a.timeout_secs + a.idle_secs + a.drain_secs + 60;
+        let targets = setup
+            .targets
+            .iter()
+            .map(|t| t.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let (tx, events) = mpsc::unbounded_channel();
+        let mut workers = Vec::new();
+        for id in 0..n_workers {
+            let first = id * a.conns_per_worker;
+            let count = a.conns_per_worker.min(a.conns - first);
+            let mut cmd = Command::new(&exe);
+            cmd.arg("bench-worker")
+                .args(["--id", &id.to_string()])
+                .args(["--targets", &targets])
+                .args(["--first-user", &first.to_string()])
+                .args(["--count", &count.to_string()])
+                .args(["--user-prefix", &a.user_prefix])
+                .args(["--device", &a.device])
+                .args(["--source-addrs", &setup.source_addrs.to_string()])
+                .args(["--connect-concurrency", &a.connect_concurrency.to_string()])
+                .args(["--timeout-secs", &a.timeout_secs.to_string()])
+                .args(["--max-secs", &max_secs.to_string()])
+                .args(["--run-id", &setup.run_id.to_string()])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .kill_on_drop(true);
+            match &setup.worker_auth {
+                WorkerAuth::Config(path) => {
+                    cmd.arg("--config").arg(path);
+                }
+                WorkerAuth::Secret(s) => {
+                    cmd.env(WORKER_SECRET_ENV, s);
+                }
+            }
+            let mut child = cmd
+                .spawn()
+                .map_err(|e| format!("cannot start worker {id}: {e}"))?;
+            let stdin = child.stdin.take();
+            // unwrap: stdout was configured as piped just above
+            let stdout = child.stdout.take().unwrap();
+            let tx = tx.clone();
+            let idx = id as usize;
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stdout).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    match serde_json::from_str::<WorkerEvent>(&line) {
+                        Ok(ev) => {
+                            let _ = tx.send((idx, Some(ev)));
+                        }
+                        Err(e) => eprintln!("bench: worker {idx} said something unreadable ({e})"),
+                    }
+                }
+                let _ = tx.send((idx, None));
+            });
+            workers.push(Worker {
+                child,
+                stdin,
+                latest: Progress::default(),
+                ready: false,
+                failed_users: Vec::new(),
+                summary: None,
+                gone: false,
+            });
+        }
+        let now = Instant::now();
+        Ok(Run {
+            setup,
+            workers,
+            events,
+            started: now,
+            phase: "connect",
+            next_print: now + PROGRESS_EVERY,
+            live: Arc::new(Live::default()),
+            wake: Arc::new(tokio::sync::Notify::new()),
+            last_growth: now,
+            last_received: 0,
+        })
+    }
+
+    fn total(&self) -> Progress {
+        let mut t = Progress::default();
+        for w in &self.workers {
+            t.connected += w.latest.connected;
+            t.failed += w.latest.failed;
+            t.open += w.latest.open;
+            t.received += w.latest.received;
+        }
+        t
+    }
+
+    fn on_event(&mut self, idx: usize, ev: Option<WorkerEvent>) {
+        let w = &mut self.workers[idx];
+        match ev {
+            Some(WorkerEvent::Progress(p)) => w.latest = p,
+            Some(WorkerEvent::Ready {
+                progress,
+                failed_users,
+                connect_secs: _,
+            }) => {
+                w.latest = progress;
+                w.ready = true;
+                w.failed_users = failed_users;
+            }
+            Some(WorkerEvent::Summary(s)) => {
+                w.latest = s.progress;
+                w.summary = Some(*s);
+            }
+            None => {
+                if w.summary.is_none() {
+                    eprintln!("bench: worker {idx} ended without a summary; its numbers are lost");
+                }
+                w.gone = true;
+            }
+        }
+        let received = self.total().received;
+        if received > self.last_received {
+            self.last_received = received;
+            self.last_growth = Instant::now();
+        }
+    }
+
+    fn print_progress(&self) {
+        let t = self.total();
+        eprintln!(
+            "bench: {:>4.0}s {:<8} open={} connected={}/{} failed={} sent={} accepted={} received={}",
+            self.started.elapsed().as_secs_f64(),
+            self.phase,
+            t.open,
+            t.connected,
+            self.setup.args.conns,
+            t.failed,
+            self.live.sent.load(Relaxed),
+            self.live.accepted.load(Relaxed),
+            t.received,
+        );
+    }
+
+    /// Handles worker events and prints progress until `done` holds or `deadline` passes;
+    /// true when `done` held.
+    async fn pump_until(&mut self, deadline: Instant, mut done: impl FnMut(&Run) -> bool) -> bool {
+        loop {
+            if done(self) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            if now >= self.next_print {
+                self.print_progress();
+                self.next_print = now + PROGRESS_EVERY;
+            }
+            let wake = self.next_print.min(deadline);
+            tokio::select! {
+                ev = self.events.recv() => match ev {
+                    Some((idx, ev)) => self.on_event(idx, ev),
+                    // Every reader ended: nothing more will come; let the deadline decide.
+                    None => tokio::time::sleep_until(wake).await,
+                },
+                _ = tokio::time::sleep_until(wake) => {}
+                _ = self.wake.notified() => {}
+            }
+        }
+    }
+
+    fn server_rss(&self) -> Option<u64> {
+        self.setup
+            .args
+            .server_pid
+            .and_then(|p| rss_bytes(&p.to_string()))
+    }
+
+    fn server_cpu(&self) -> Option<f64> {
+        self.setup
+            .args
+            .server_pid
+            .and_then(|p| cpu_secs(&p.to_string()))
+    }
+
+    /// Runs every phase and builds the report.
+    async fn phases(&mut self, baseline: Baseline) -> Report {
+        let a = self.setup.args.clone();
+        let timeout = Duration::from_secs(a.timeout_secs);
+        let mut report = Report {
+            mode: Some(a.mode),
+            targets: a.targets.clone(),
+            run_id: self.setup.run_id,
+            conns: a.conns,
+            workers: self.workers.len(),
+            idle_secs: a.idle_secs,
+            messages: a.messages,
+            rate_offered: a.rate,
+            batch_size: a.batch_size,
+            publish_conns: a.publish_conns,
+            ..Default::default()
+        };
+        report.rss_before_bytes = baseline.rss;
+
+        // Connect.
+        let connect_start = self.started;
+        let server_cpu = baseline.cpu;
+        let all_ready = self
+            .pump_until(connect_start + timeout + READY_SLACK, |r| {
+                r.workers.iter().all(|w| w.ready || w.gone)
+            })
+            .await;
+        if !all_ready {
+            eprintln!("bench: not every worker finished connecting within --timeout-secs");
+        }
+        report.connect_secs = r3(connect_start.elapsed().as_secs_f64());
+        let t = self.total();
+        report.connected = t.connected;
+        report.connect_rate = per(t.connected as f64, report.connect_secs);
+        report.server_cpu_connect_secs = cpu_delta(server_cpu, self.server_cpu());
+        self.print_progress();
+
+        // Idle, then memory.
+        if a.idle_secs > 0 {
+            self.phase = "idle";
+            let until = Instant::now() + Duration::from_secs(a.idle_secs);
+            self.pump_until(until, |_| false).await;
+        }
+        report.rss_after_bytes = self.server_rss();
+        if let (Some(b), Some(after)) = (report.rss_before_bytes, report.rss_after_bytes) {
+            if report.connected > 0 {
+                let per_conn = (after as i64 - b as i64) / report.connected as i64;
+                report.rss_per_conn_bytes = Some(per_conn);
+                report.rss_per_conn_kb = Some(r3(per_conn as f64 / 1024.0));
+            }
+        }
+
+        // Publish and drain.
+        report.open_at_publish = self.total().open;
+        let mut first_send_us = 0;
+        if a.mode != Mode::None && a.messages > 0 && report.open_at_publish > 0 {
+            first_send_us = self.publish_and_drain(&mut report, timeout).await;
+        }
+        let counters_after = server_counters(&self.setup.targets).await;
+        if let (Some(b), Some(after)) = (&baseline.counters, counters_after) {
+            report.server_counters = Some(counter_delta(b, &after));
+        }
+
+        // Finish: workers ack, close and send summaries.
+        self.phase = "finish";
+        self.finish(timeout).await;
+        self.merge_summaries(&mut report, first_send_us);
+        report.elapsed_secs = r3(self.started.elapsed().as_secs_f64());
+        report
+    }
+
+    /// Publishes the plan, then waits for the deliveries; returns the unix micros of the
+    /// first send (0 when nothing was sent).
+    async fn publish_and_drain(&mut self, report: &mut Report, timeout: Duration) -> u64 {
+        let a = self.setup.args.clone();
+        let mut first_send_us = 0;
+        self.phase = "publish";
+        let server_cpu = self.server_cpu();
+        let own_cpu = cpu_secs("self");
+        let failed: std::collections::HashSet<u64> = self
+            .workers
+            .iter()
+            .flat_map(|w| w.failed_users.iter().copied())
+            .collect();
+        let plan = Arc::new(Plan {
+            mode: a.mode,
+            messages: a.messages,
+            rate: a.rate,
+            batch_size: a.batch_size,
+            conns: a.publish_conns,
+            targets: self.setup.targets.clone(),
+            api_key: self.setup.api_key.clone(),
+            run_id: self.setup.run_id,
+            payload_bytes: a.payload_bytes,
+            user_prefix: a.user_prefix.clone(),
+            users: (0..a.conns).filter(|u| !failed.contains(u)).collect(),
+            deadline: Instant::now() + timeout,
+        });
+        let (live, wake) = (self.live.clone(), self.wake.clone());
+        let job = tokio::spawn(async move {
+            let outcome = publisher::publish(plan, live).await;
+            wake.notify_one();
+            outcome
+        });
+        let publish_end = Instant::now() + timeout + Duration::from_secs(10);
+        self.pump_until(publish_end, |_| job.is_finished()).await;
+        if !job.is_finished() {
+            job.abort();
+            eprintln!("bench: publishing did not end in time; aborted");
+        }
+        if let Ok(o) = job.await {
+            first_send_us = o.first_send_us;
+            report.publish_secs = r3(o.secs);
+            report.publish_rate = per(o.accepted as f64, o.secs);
+            report.accepted = o.accepted;
+            report.rejected = o.rejected;
+            report.publish_failed = o.failed;
+            report.unsent = o.unsent;
+            report.http_status = o.http_status;
+            report.publish_errors = o.errors;
+        }
+        report.expected = match a.mode {
+            Mode::Broadcast => report.accepted * report.open_at_publish,
+            _ => report.accepted,
+        };
+
+        // Drain.
+        self.phase = "drain";
+        let drain_start = Instant::now();
+        let expected = report.expected;
+        let quiet = Duration::from_secs(a.drain_secs.max(1));
+        self.last_growth = Instant::now();
+        self.pump_until(drain_start + timeout, |r| {
+            r.total().received >= expected || r.last_growth.elapsed() >= quiet
+        })
+        .await;
+        report.drain_secs = r3(drain_start.elapsed().as_secs_f64());
+        report.server_cpu_publish_secs = cpu_delta(server_cpu, self.server_cpu());
+        report.publisher_cpu_secs = cpu_delta(own_cpu, cpu_secs("self")).unwrap_or(0.0);
+        first_send_us
+    }
+
+    async fn finish(&mut self, timeout: Duration) {
+        for w in &mut self.workers {
+            if let Some(mut stdin) = w.stdin.take() {
+                let _ = stdin.write_all(format!("{FINISH}\n").as_bytes()).await;
+                let _ = stdin.flush().await;
+            }
+        }
+        let deadline = Instant::now() + timeout;
+        self.pump_until(deadline, |r| {
+            r.workers.iter().all(|w| w.summary.is_some() || w.gone)
+        })
+        .await;
+        for (i, w) in self.workers.iter_mut().enumerate() {
+            if w.summary.is_none() {
+                eprintln!("bench: worker {i} did not report in time; killing it");
+                let _ = w.child.start_kill();
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(5), w.child.wait()).await;
+        }
+    }
+
+    fn merge_summaries(&self, report: &mut Report, first_send_us: u64) {
+        let mut latency = Histogram::new();
+        let mut stored = Histogram::new();
+        let mut lag = Histogram::new();
+        let mut last_recv_us = 0;
+        let mut client_rss = 0;
+        for w in &self.workers {
+            let Some(s) = &w.summary else {
+                // Crashed or killed: its last progress is all that is known.
+                report.received += w.latest.received;
+                continue;
+            };
+            report.received += s.progress.received;
+            report.stale += s.stale;
+            report.out_of_order += s.out_of_order;
+            merge_reasons(&mut report.connect_errors, &s.connect_errors);
+            merge_reasons(&mut report.disconnects, &s.disconnects);
+            last_recv_us = last_recv_us.max(s.last_recv_us);
+            client_rss += s.rss_bytes;
+            report.worker_cpu_secs += s.cpu_secs;
+            latency.merge(&s.latency);
+            stored.merge(&s.stored_latency);
+            lag.merge(&s.loop_lag);
+        }
+        // Includes the connections of a worker that never started or crashed.
+        report.connect_failed = report.conns.saturating_sub(report.connected);
+        report.client_rss_per_conn_kb = per(client_rss as f64 / 1024.0, report.connected as f64);
+        report.loss = report.expected as i64 - report.received as i64;
+        report.loss_pct = if report.expected > 0 {
+            r3(100.0 * report.loss as f64 / report.expected as f64)
+        } else {
+            0.0
+        };
+        if first_send_us > 0 && last_recv_us > first_send_us {
+            let secs = (last_recv_us - first_send_us) as f64 / 1e6;
+            report.deliveries_per_sec = per(report.received as f64, secs);
+        }
+        report.latency_ms = LatencyMs::from(&latency);
+        report.stored_latency_ms = LatencyMs::from(&stored);
+        report.worker_loop_lag_ms = LatencyMs::from(&lag);
+        report.worker_cpu_secs = r3(report.worker_cpu_secs);
+    }
+}
+
+/// CPU seconds between two readings, when both exist.
+fn cpu_delta(before: Option<f64>, after: Option<f64>) -> Option<f64> {
+    Some(r3(after? - before?))
+}

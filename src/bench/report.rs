@@ -1,0 +1,174 @@
+//! The final JSON report of `herald bench`: one object, one line, on stdout; field order is
+//! the order of the phases.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::histogram::Histogram;
+use super::protocol::Reasons;
+use super::Mode;
+
+/// Rounds to three decimals, so the report stays readable.
+pub fn r3(x: f64) -> f64 {
+    if x.is_finite() {
+        (x * 1000.0).round() / 1000.0
+    } else {
+        0.0
+    }
+}
+
+/// `a / b`, or 0 when `b` is 0.
+pub fn per(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        r3(a / b)
+    } else {
+        0.0
+    }
+}
+
+/// Latency percentiles in milliseconds (microsecond resolution).
+#[derive(Debug, Serialize, Default)]
+pub struct LatencyMs {
+    pub count: u64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+impl LatencyMs {
+    pub fn from(h: &Histogram) -> Self {
+        let ms = |us: Option<u64>| us.map_or(0.0, |v| r3(v as f64 / 1000.0));
+        Self {
+            count: h.count(),
+            p50: ms(h.quantile(0.50)),
+            p90: ms(h.quantile(0.90)),
+            p99: ms(h.quantile(0.99)),
+            p999: ms(h.quantile(0.999)),
+            max: ms(h.max()),
+            mean: h.mean().map_or(0.0, |m| r3(m / 1000.0)),
+        }
+    }
+}
+
+/// Everything `herald bench` measured.
+#[derive(Debug, Serialize, Default)]
+pub struct Report {
+    pub mode: Option<Mode>,
+    pub targets: Vec<String>,
+    pub run_id: u64,
+    // connect
+    pub conns: u64,
+    pub workers: usize,
+    pub connected: u64,
+    pub connect_failed: u64,
+    pub connect_errors: Reasons,
+    pub connect_secs: f64,
+    /// Connections per second over the connect phase.
+    pub connect_rate: f64,
+    /// Server CPU time over the connect phase, seconds (with --server-pid).
+    pub server_cpu_connect_secs: Option<f64>,
+    // memory
+    pub idle_secs: u64,
+    pub rss_before_bytes: Option<u64>,
+    pub rss_after_bytes: Option<u64>,
+    /// (after - before) / connected; may be negative if the server returned memory.
+    pub rss_per_conn_bytes: Option<i64>,
+    pub rss_per_conn_kb: Option<f64>,
+    /// The bench workers' own resident memory per connection.
+    pub client_rss_per_conn_kb: f64,
+    // publish
+    pub messages: u64,
+    pub rate_offered: f64,
+    pub batch_size: u64,
+    pub publish_conns: usize,
+    pub publish_secs: f64,
+    /// Accepted messages per second over the publish phase.
+    pub publish_rate: f64,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub publish_failed: u64,
+    pub unsent: u64,
+    pub http_status: BTreeMap<String, u64>,
+    pub publish_errors: Reasons,
+    // deliveries
+    /// Sessions open when publishing started.
+    pub open_at_publish: u64,
+    pub expected: u64,
+    pub received: u64,
+    /// expected - received.
+    pub loss: i64,
+    pub loss_pct: f64,
+    /// Frames of earlier runs (replays) or other producers, not counted.
+    pub stale: u64,
+    pub out_of_order: u64,
+    /// How connections ended before the bench closed them.
+    pub disconnects: Reasons,
+    pub drain_secs: f64,
+    /// received / (last receipt - first send).
+    pub deliveries_per_sec: f64,
+    pub latency_ms: LatencyMs,
+    /// Send to the server's stored `ts` (ms resolution): the ingest share of the latency.
+    pub stored_latency_ms: LatencyMs,
+    /// Scheduling delay of the workers' event loops after connecting; large values mean
+    /// the bench itself was short of CPU and latency figures are inflated by it.
+    pub worker_loop_lag_ms: LatencyMs,
+    /// CPU time over publish + drain, seconds: the server (with --server-pid) and this
+    /// process (the publisher); on a shared machine these show who had the cores.
+    pub server_cpu_publish_secs: Option<f64>,
+    pub publisher_cpu_secs: f64,
+    /// CPU time of all workers over the whole run, seconds.
+    pub worker_cpu_secs: f64,
+    /// Delta of the servers' `/api/v1/stats` counters over the run (summed over targets).
+    pub server_counters: Option<BTreeMap<String, i64>>,
+    pub elapsed_secs: f64,
+}
+
+/// `after - before` for every counter present in both.
+pub fn counter_delta(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+) -> BTreeMap<String, i64> {
+    after
+        .iter()
+        .filter_map(|(k, a)| before.get(k).map(|b| (k.clone(), *a as i64 - *b as i64)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_is_reported_in_milliseconds_from_microseconds() {
+        let mut h = Histogram::new();
+        for us in [1_000u64, 2_000, 3_000, 250_000] {
+            h.record(us);
+        }
+        let l = LatencyMs::from(&h);
+        assert_eq!(l.count, 4);
+        assert!(l.p50 >= 2.0 && l.p50 <= 2.07, "{}", l.p50);
+        assert_eq!(l.max, 250.0);
+        assert_eq!(LatencyMs::from(&Histogram::new()).p99, 0.0);
+    }
+
+    #[test]
+    fn rates_with_a_zero_denominator_are_zero() {
+        assert_eq!(per(10.0, 0.0), 0.0);
+        assert_eq!(per(10.0, 4.0), 2.5);
+        assert_eq!(r3(f64::NAN), 0.0);
+    }
+
+    #[test]
+    fn counter_delta_covers_keys_present_before_and_after() {
+        let before = BTreeMap::from([("a".to_string(), 5u64), ("b".to_string(), 1)]);
+        let after = BTreeMap::from([("a".to_string(), 9u64), ("c".to_string(), 3)]);
+        assert_eq!(
+            counter_delta(&before, &after),
+            BTreeMap::from([("a".to_string(), 4)])
+        );
+    }
+}

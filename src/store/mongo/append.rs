@@ -1,0 +1,477 @@
+//! The write path: [`MongoStore::append`](super::MongoStore) for many nodes at once.
+//!
+//! One batch costs, in order:
+//! 1. **Claims** (only for messages with an idempotency key): one `insert_many` of
+//!    `idempotency` documents `{_id: key, id, ts, state: "pending"}`. A key already there
+//!    decides the message: `done` → answered as a duplicate with the first id; `pending`
+//!    (the first append failed after claiming, or still runs) → this append *completes* it
+//!    under the first id and ts; past its window → deleted and claimed again.
+//! 2. **Seqs**: one `findAndModify {$inc: {seq: n}}` per distinct user, at most 16 at a
+//!    time, reserving a block of `n` seqs in batch order (a user's very first message also
+//!    inserts its counter). A completion first reads which copies the earlier append
+//!    stored; only the missing ones get seqs.
+//! 3. **Messages**: one `insert_many` (unordered) of every user copy of the batch, plus one
+//!    of its broadcasts. A copy's `_id` is `"<message id>:<user>"`, so storing a message a
+//!    second time (a retried call, or a completion racing the first append) hits a
+//!    duplicate key instead of a second copy: the stored copy is read back and its seq and
+//!    frame are the ones delivered, and the seq reserved for the repeat stays a gap. A
+//!    duplicate on the `user_seq` index instead means the counter was behind the stored
+//!    messages: it is moved past them and the append fails, so a retry succeeds.
+//! 4. **Finalize**: one `update_many` (write concern 1) marks this append's claims `done`.
+//!    Only logged on failure: the messages are durable, and a retry then completes the
+//!    still-pending claim, which re-stores nothing.
+//!
+//! So a key is answered as a duplicate only once its message was stored; a 503 never
+//! leaves a key that blocks its retry; and a retry after an ambiguous failure (a timeout
+//! after the server wrote) finds its copies instead of storing new ones. A completion
+//! answers `duplicate: false` with every copy to deliver again: sessions drop seqs they
+//! already have. It uses the retry's recipients, topic and payload: a retried request must
+//! repeat its body. The answer waits for the write concern of steps 1-3.
+
+use std::collections::HashMap;
+use std::future::IntoFuture;
+use std::sync::Arc;
+
+use bytestring::ByteString;
+use futures_util::{StreamExt, TryStreamExt};
+use mongodb::bson::{doc, rawdoc, DateTime, RawDocumentBuf};
+use mongodb::options::ReturnDocument;
+use tracing::error;
+
+use super::error::{duplicate_indices, is_duplicate_key, MongoError};
+use super::{call, seq_field, to_i64, MongoStore};
+use crate::frames::MessageParts;
+use crate::ids::{Seq, UserId};
+use crate::store::{new_message_id, now_ms, Accepted, Delivery, NewMessage, Target};
+
+/// Counter increments in flight at once for one batch.
+const COUNTER_CONCURRENCY: usize = 16;
+
+/// What becomes of one message of the batch.
+pub(super) enum Fate {
+    /// Store it. `claimed`: it holds a claim to mark done; `completing`: the claim was
+    /// an earlier append's, whose id and ts this one reuses.
+    Store { claimed: bool, completing: bool },
+    /// Its key's first message is stored: answer with that.
+    Duplicate { recipients: usize },
+    /// Its key already appeared earlier in this batch, at this index.
+    SameBatch(usize),
+}
+
+pub(super) struct Item {
+    pub(super) id: Arc<str>,
+    /// The frame's `ts`: when the (first) append began.
+    pub(super) ts: u64,
+    pub(super) fate: Fate,
+    /// Copies an earlier append of this message already stored (completions only).
+    stored: HashMap<UserId, (Seq, ByteString)>,
+    deliveries: Vec<Delivery>,
+    broadcast: Option<ByteString>,
+}
+
+impl MongoStore {
+    pub(super) async fn append_batch(
+        &self,
+        batch: Vec<NewMessage>,
+    ) -> Result<Vec<Accepted>, MongoError> {
+        let now = now_ms();
+        let mut first_of_key: HashMap<&str, usize> = HashMap::new();
+        let mut items: Vec<Item> = Vec::with_capacity(batch.len());
+        for (i, msg) in batch.iter().enumerate() {
+            let fate = match msg.idempotency_key.as_deref() {
+                Some(key) => match first_of_key.get(key) {
+                    Some(&j) => Fate::SameBatch(j),
+                    None => {
+                        first_of_key.insert(key, i);
+                        Fate::Store {
+                            claimed: false,
+                            completing: false,
+                        }
+                    }
+                },
+                None => Fate::Store {
+                    claimed: false,
+                    completing: false,
+                },
+            };
+            items.push(Item {
+                id: new_message_id(),
+                ts: now,
+                fate,
+                stored: HashMap::new(),
+                deliveries: Vec::new(),
+                broadcast: None,
+            });
+        }
+
+        self.claim_keys(&batch, &mut items, now).await?;
+        self.load_stored_copies(&batch, &mut items).await?;
+        let blocks = self.reserve_seqs(&batch, &items).await?;
+        self.store_messages(&batch, &mut items, &blocks).await?;
+        self.finalize_claims(&batch, &items).await;
+        for (user, (first, n)) in &blocks {
+            self.trimmer.note(user, *first, first + n - 1);
+        }
+        self.trimmer.kick();
+
+        let mut out: Vec<Accepted> = Vec::with_capacity(items.len());
+        for (item, msg) in items.into_iter().zip(&batch) {
+            let accepted = match item.fate {
+                Fate::Store { .. } => Accepted {
+                    id: item.id,
+                    recipients: match &msg.target {
+                        Target::Users(users) => users.len(),
+                        Target::Broadcast => 0,
+                    },
+                    duplicate: false,
+                    deliveries: item.deliveries,
+                    broadcast: item.broadcast,
+                },
+                Fate::Duplicate { recipients } => duplicate(item.id, recipients),
+                Fate::SameBatch(j) => duplicate(out[j].id.clone(), out[j].recipients),
+            };
+            out.push(accepted);
+        }
+        Ok(out)
+    }
+
+    /// For messages completing an earlier append: the copies it stored already keep their
+    /// seq and frame, so they get no new seq (which would stay a gap).
+    async fn load_stored_copies(
+        &self,
+        batch: &[NewMessage],
+        items: &mut [Item],
+    ) -> Result<(), MongoError> {
+        let mut owner: HashMap<String, (usize, &UserId)> = HashMap::new();
+        for (i, (msg, item)) in batch.iter().zip(items.iter()).enumerate() {
+            if let (
+                Fate::Store {
+                    completing: true, ..
+                },
+                Target::Users(users),
+            ) = (&item.fate, &msg.target)
+            {
+                for user in users {
+                    owner.insert(copy_id(&item.id, user), (i, user));
+                }
+            }
+        }
+        if owner.is_empty() {
+            return Ok(());
+        }
+        let op = "read stored copies";
+        let ids: Vec<&str> = owner.keys().map(String::as_str).collect();
+        let found: Vec<RawDocumentBuf> = call(self.op_timeout, op, || async {
+            self.messages
+                .find(doc! {"_id": {"$in": &ids}})
+                .projection(doc! {"seq": 1, "frame": 1})
+                .await?
+                .try_collect()
+                .await
+        })
+        .await?;
+        for d in &found {
+            let (Ok(id), Ok(frame)) = (d.get_str("_id"), d.get_str("frame")) else {
+                return Err(MongoError::reply(op, "copy without _id or frame"));
+            };
+            if let Some(&(i, user)) = owner.get(id) {
+                let seq = seq_field(d, "seq", op)?;
+                items[i]
+                    .stored
+                    .insert(user.clone(), (seq, ByteString::from(frame)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Step 2: reserves a block of seqs per distinct user; user -> (first seq, count).
+    async fn reserve_seqs(
+        &self,
+        batch: &[NewMessage],
+        items: &[Item],
+    ) -> Result<HashMap<UserId, (Seq, u64)>, MongoError> {
+        let mut need: HashMap<&UserId, u64> = HashMap::new();
+        for (msg, item) in batch.iter().zip(items) {
+            if let (Fate::Store { .. }, Target::Users(users)) = (&item.fate, &msg.target) {
+                for user in users.iter().filter(|u| !item.stored.contains_key(*u)) {
+                    *need.entry(user).or_insert(0) += 1;
+                }
+            }
+        }
+        // Owned users: a stream closure over borrowed ones trips the `Send` check of the
+        // boxed `append` future (rust-lang/rust#102211).
+        let need: Vec<(UserId, u64)> = need.into_iter().map(|(u, n)| (u.clone(), n)).collect();
+        futures_util::stream::iter(need)
+            .map(|(user, n)| async move {
+                let last = self.increment(&user, n).await?;
+                Ok::<_, MongoError>((user, (last + 1 - n, n)))
+            })
+            .buffer_unordered(COUNTER_CONCURRENCY)
+            .try_collect()
+            .await
+    }
+
+    /// Adds `n` to `user`'s counter and returns the new value. A user's first message
+    /// creates the counter at 0 with an insert (a racing creator's duplicate key is fine)
+    /// and increments again, rather than upserting: SecantusDB, the test server, sometimes
+    /// answers `value: null` to one of several racing upserts although it incremented, which
+    /// would leave a gap; MongoDB handles either way.
+    async fn increment(&self, user: &UserId, n: u64) -> Result<Seq, MongoError> {
+        let op = "reserve seqs";
+        let updated = call(self.op_timeout, op, || async {
+            for _ in 0..2 {
+                let bumped = self
+                    .counters
+                    .find_one_and_update(
+                        doc! {"_id": user.as_str()},
+                        doc! {"$inc": {"seq": to_i64(n)}},
+                    )
+                    .return_document(ReturnDocument::After)
+                    .projection(doc! {"seq": 1})
+                    .await?;
+                if bumped.is_some() {
+                    return Ok(bumped);
+                }
+                match self
+                    .counters
+                    .insert_one(doc! {"_id": user.as_str(), "seq": 0_i64})
+                    .await
+                {
+                    Err(e) if !is_duplicate_key(&e) => return Err(e),
+                    _ => {}
+                }
+            }
+            Ok(None)
+        })
+        .await?
+        .ok_or_else(|| MongoError::reply(op, "counter vanished after it was created"))?;
+        seq_field(&updated, "seq", op)
+    }
+
+    /// Step 3: builds every frame once and stores every copy and broadcast of the batch.
+    async fn store_messages(
+        &self,
+        batch: &[NewMessage],
+        items: &mut [Item],
+        blocks: &HashMap<UserId, (Seq, u64)>,
+    ) -> Result<(), MongoError> {
+        let mut next: HashMap<&UserId, Seq> = blocks.iter().map(|(u, b)| (u, b.0)).collect();
+        // Stamped after the seqs were reserved: a reader takes a seq missing before this copy
+        // as possibly still on its way until one append budget after it (see `read.rs`).
+        let at = to_i64(now_ms());
+        let mut copies: Vec<RawDocumentBuf> = Vec::new();
+        // For each copy: (item, delivery) it belongs to.
+        let mut copy_of: Vec<(usize, usize)> = Vec::new();
+        let mut casts: Vec<RawDocumentBuf> = Vec::new();
+        let mut cast_of: Vec<usize> = Vec::new();
+        for (i, (msg, item)) in batch.iter().zip(items.iter_mut()).enumerate() {
+            if !matches!(item.fate, Fate::Store { .. }) {
+                continue;
+            }
+            let parts =
+                MessageParts::new(&item.id, msg.topic.as_deref(), msg.payload.get(), item.ts);
+            let expires = DateTime::from_millis(to_i64(
+                item.ts.saturating_add(msg.ttl_s.saturating_mul(1000)),
+            ));
+            match &msg.target {
+                Target::Broadcast => {
+                    let frame = parts.broadcast_frame();
+                    casts.push(rawdoc! {
+                        "_id": &*item.id,
+                        "frame": &*frame,
+                        "expires_at": expires,
+                    });
+                    cast_of.push(i);
+                    item.broadcast = Some(frame);
+                }
+                Target::Users(users) => {
+                    item.deliveries.reserve(users.len());
+                    for user in users {
+                        if let Some((seq, frame)) = item.stored.get(user) {
+                            item.deliveries.push(Delivery {
+                                user: user.clone(),
+                                seq: *seq,
+                                frame: frame.clone(),
+                            });
+                            continue;
+                        }
+                        // Every other recipient got a block in step 2.
+                        let Some(seq) = next.get_mut(user) else {
+                            return Err(MongoError::reply(
+                                "reserve seqs",
+                                "no seq block for a recipient",
+                            ));
+                        };
+                        let frame = parts.frame(*seq);
+                        copies.push(rawdoc! {
+                            "_id": copy_id(&item.id, user),
+                            "user": user.as_str(),
+                            "seq": to_i64(*seq),
+                            "id": &*item.id,
+                            "frame": &*frame,
+                            "expires_at": expires,
+                            "at": at,
+                        });
+                        copy_of.push((i, item.deliveries.len()));
+                        item.deliveries.push(Delivery {
+                            user: user.clone(),
+                            seq: *seq,
+                            frame,
+                        });
+                        *seq += 1;
+                    }
+                }
+            }
+        }
+
+        let insert_copies = async {
+            if copies.is_empty() {
+                return Ok(Vec::new());
+            }
+            call(self.op_timeout, "insert messages", || async {
+                match self.messages.insert_many(&copies).ordered(false).await {
+                    Ok(_) => Ok(Vec::new()),
+                    Err(e) => duplicate_indices(&e).ok_or(e),
+                }
+            })
+            .await
+        };
+        let insert_casts = async {
+            if casts.is_empty() {
+                return Ok(Vec::new());
+            }
+            call(self.op_timeout, "insert broadcasts", || async {
+                match self.broadcasts.insert_many(&casts).ordered(false).await {
+                    Ok(_) => Ok(Vec::new()),
+                    Err(e) => duplicate_indices(&e).ok_or(e),
+                }
+            })
+            .await
+        };
+        let (dup_copies, dup_casts) = tokio::try_join!(insert_copies, insert_casts)?;
+
+        // A broadcast already stored by the append this one completes may have been pushed:
+        // broadcasts carry no seq to deduplicate, so it is not pushed again.
+        for k in dup_casts {
+            let item = &mut items[cast_of[k]];
+            if matches!(
+                item.fate,
+                Fate::Store {
+                    completing: true,
+                    ..
+                }
+            ) {
+                item.broadcast = None;
+            }
+        }
+        if !dup_copies.is_empty() {
+            self.adopt_stored_copies(&copies, &copy_of, &dup_copies, items)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Copies refused as duplicates: deliver the stored copy where this message is already
+    /// stored; otherwise the (user, seq) belongs to another message and the counter is behind.
+    async fn adopt_stored_copies(
+        &self,
+        copies: &[RawDocumentBuf],
+        copy_of: &[(usize, usize)],
+        dups: &[usize],
+        items: &mut [Item],
+    ) -> Result<(), MongoError> {
+        let op = "read stored copies";
+        let ids: Vec<&str> = dups
+            .iter()
+            .filter_map(|&k| copies[k].get_str("_id").ok())
+            .collect();
+        let stored: Vec<RawDocumentBuf> = call(self.op_timeout, op, || async {
+            self.messages
+                .find(doc! {"_id": {"$in": &ids}})
+                .projection(doc! {"seq": 1, "frame": 1})
+                .await?
+                .try_collect()
+                .await
+        })
+        .await?;
+        let mut by_id: HashMap<&str, (Seq, &str)> = HashMap::with_capacity(stored.len());
+        for d in &stored {
+            let (Ok(id), Ok(frame)) = (d.get_str("_id"), d.get_str("frame")) else {
+                return Err(MongoError::reply(op, "copy without _id or frame"));
+            };
+            by_id.insert(id, (seq_field(d, "seq", op)?, frame));
+        }
+        for &k in dups {
+            let (i, j) = copy_of[k];
+            let id = copies[k].get_str("_id").unwrap_or_default();
+            match by_id.get(id) {
+                Some((seq, frame)) => {
+                    let d = &mut items[i].deliveries[j];
+                    d.seq = *seq;
+                    d.frame = ByteString::from(*frame);
+                }
+                None => {
+                    let user = items[i].deliveries[j].user.clone();
+                    self.repair_counter(&user).await;
+                    return Err(MongoError::SeqConflict {
+                        user: user.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves `user`'s counter past its newest stored message; best effort, logged.
+    async fn repair_counter(&self, user: &UserId) {
+        match self.counter_to_newest_copy(user).await {
+            Ok(Some(seq)) => {
+                error!(%user, seq, "seq counter was behind its stored messages; moved forward")
+            }
+            Ok(None) => {}
+            Err(err) => error!(%user, error = %err, "seq counter repair failed"),
+        }
+    }
+
+    async fn counter_to_newest_copy(&self, user: &UserId) -> Result<Option<Seq>, MongoError> {
+        let op = "repair counter";
+        let newest = call(self.op_timeout, op, || {
+            self.messages
+                .find_one(doc! {"user": user.as_str()})
+                .sort(doc! {"seq": -1})
+                .projection(doc! {"seq": 1})
+                .into_future()
+        })
+        .await?;
+        let Some(newest) = newest else {
+            return Ok(None);
+        };
+        let seq = seq_field(&newest, "seq", op)?;
+        call(self.op_timeout, op, || {
+            self.counters
+                .update_one(
+                    doc! {"_id": user.as_str()},
+                    doc! {"$max": {"seq": to_i64(seq)}},
+                )
+                .upsert(true)
+                .into_future()
+        })
+        .await?;
+        Ok(Some(seq))
+    }
+}
+
+/// `_id` of a message's copy for `user`; a message id is a UUID, so no two pairs collide.
+fn copy_id(id: &str, user: &UserId) -> String {
+    format!("{id}:{user}")
+}
+
+fn duplicate(id: Arc<str>, recipients: usize) -> Accepted {
+    Accepted {
+        id,
+        recipients,
+        duplicate: true,
+        deliveries: Vec::new(),
+        broadcast: None,
+    }
+}

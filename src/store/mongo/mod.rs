@@ -1,0 +1,342 @@
+//! MongoDB message store: the cluster backend of [`MessageStore`], through the official
+//! `mongodb` driver. Any number of nodes may write at once; per-user seqs come from one
+//! atomic counter per user, and every write an append's answer depends on waits for the
+//! configured write concern.
+//!
+//! # Collections and indexes
+//!
+//! All are created, with their indexes, idempotently by [`MongoStore::connect`].
+//!
+//! | collection | one document | indexes |
+//! | --- | --- | --- |
+//! | `messages` | one user's copy of a message: `{_id: "<id>:<user>", user, seq: long, id, frame, expires_at: Date, at: long}`; `frame` is the exact WebSocket frame, so replay is byte-identical to the live push; `at` (unix ms) is when its seq was reserved | `_id`; unique `user_seq` `{user: 1, seq: 1}` (serves every read); TTL `expires_at_ttl` `{expires_at: 1}`, expireAfterSeconds 0 |
+//! | `counters` | `{_id: user, seq: long}`, the newest seq handed out to the user | `_id` |
+//! | `idempotency` | a claimed key: `{_id: key, id, ts: long, recipients: long, state: "pending" \| "done", expires_at: Date}` | `_id`; TTL `expires_at_ttl`, expireAfterSeconds 0 |
+//! | `cursors` | a device's ack position: `{_id: "<user>/<device>", user, device, seq: long}` | `_id` |
+//! | `broadcasts` | history of broadcasts: `{_id: id, frame, expires_at: Date}` | `_id`; TTL `expires_at_ttl`, expireAfterSeconds 0 |
+//!
+//! Every TTL index is on an absolute `expires_at` with expireAfterSeconds 0, so changing a
+//! TTL or the idempotency window never needs an index rebuilt. The TTL monitor deletes
+//! expired documents about once a minute; reads filter on `expires_at` themselves, so an
+//! expired message is never returned. `/` and `:` separate ids inside `_id`s: `/` cannot
+//! occur in a user or device id, and a message id is a UUID.
+//!
+//! # Retention
+//!
+//! A user keeps its newest `max_messages_per_user` seqs: a read never returns a seq at or
+//! below `last_seq - max_messages_per_user`, and reports the one above as `first_retained`,
+//! exactly like the memory store. The documents below that floor are deleted in the
+//! background (`retention.rs`) each time a user's seq crosses a multiple of a tenth of the
+//! limit, so the collection holds at most about 1.1 times the limit per user. Broadcasts
+//! and cursors are only bounded by TTL (broadcasts) or not at all (one small cursor
+//! document per device).
+//!
+//! # Seq gaps
+//!
+//! A user's seqs strictly increase but may skip a number: a seq block whose insert then
+//! failed (the append answered 503), a counter increment retried after a lost reply, or
+//! two appends of one idempotency key racing (the copy stored second is dropped). A read
+//! stops before a missing seq while it may still be stored, and reads past it after that
+//! (see `read.rs`).
+//!
+//! The write path and its idempotency scheme are described in `append.rs` (claims in
+//! `claims.rs`), the read path and how it treats a seq still on its way in `read.rs`.
+
+mod append;
+mod claims;
+mod config;
+mod cursors;
+mod error;
+mod read;
+mod retention;
+
+use std::future::{Future, IntoFuture};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use mongodb::bson::{doc, Document, RawBsonRef, RawDocument, RawDocumentBuf};
+use mongodb::options::{ClientOptions, IndexOptions};
+use mongodb::{Client, Collection, Database, IndexModel};
+use tracing::debug;
+
+pub use self::config::{MongoStoreConfig, APPEND_BUDGET_CALLS};
+use self::error::{is_transient, MongoError};
+use self::retention::Trimmer;
+use super::{Accepted, CursorUpdate, MessageStore, NewMessage, Page, StoreError};
+use crate::ids::{DeviceId, Seq, UserId};
+
+/// Attempts of one call on transient errors (the driver itself retries once more inside).
+const MAX_ATTEMPTS: u32 = 3;
+/// Pause before the second attempt; quadrupled before each further one.
+const FIRST_BACKOFF: Duration = Duration::from_millis(25);
+
+/// The MongoDB [`MessageStore`].
+pub struct MongoStore {
+    db: Database,
+    /// Message copies, raw so inserts and reads skip a `Document` tree.
+    messages: Collection<RawDocumentBuf>,
+    counters: Collection<Document>,
+    /// Idempotency claims.
+    claims: Collection<Document>,
+    cursors: Collection<Document>,
+    broadcasts: Collection<RawDocumentBuf>,
+    /// The write concern as a command field, for the raw `update` commands.
+    write_concern: Document,
+    max_per_user: u64,
+    idempotency_window_ms: u64,
+    /// Budget of one call, retries included.
+    op_timeout: Duration,
+    /// Deletes messages that fell out of retention, in the background.
+    trimmer: Trimmer,
+}
+
+impl MongoStore {
+    /// Connects, checks the server answers, and creates the collections' indexes.
+    /// An unreachable server fails within about `op_timeout_ms` per step.
+    pub async fn connect(cfg: &MongoStoreConfig) -> Result<MongoStore, StoreError> {
+        Self::connect_with(cfg, |_| {}).await
+    }
+
+    /// [`connect`](Self::connect), letting `tune` adjust the driver options last (tests use it
+    /// to watch the commands sent).
+    pub async fn connect_with(
+        cfg: &MongoStoreConfig,
+        tune: impl FnOnce(&mut ClientOptions),
+    ) -> Result<MongoStore, StoreError> {
+        Ok(Self::open(cfg, tune).await?)
+    }
+
+    async fn open(
+        cfg: &MongoStoreConfig,
+        tune: impl FnOnce(&mut ClientOptions),
+    ) -> Result<MongoStore, MongoError> {
+        let bad = |(key, reason)| MongoError::Config { key, reason };
+        cfg.validate().map_err(bad)?;
+        let write_concern = cfg.write_concern().map_err(bad)?;
+        let op_timeout = cfg.op_timeout();
+        // Parsing may resolve DNS (mongodb+srv), so it gets the same budget as a call.
+        let mut opts = tokio::time::timeout(op_timeout, ClientOptions::parse(&cfg.url))
+            .await
+            .map_err(|_| MongoError::Timeout {
+                op: "resolve url",
+                ms: cfg.op_timeout_ms,
+            })?
+            .map_err(|e| MongoError::Config {
+                key: "store.mongo.url",
+                reason: e.kind.to_string(),
+            })?;
+        opts.server_selection_timeout.get_or_insert(op_timeout);
+        opts.connect_timeout.get_or_insert(op_timeout);
+        opts.max_pool_size.get_or_insert(cfg.max_pool_size);
+        opts.app_name.get_or_insert_with(|| "herald".into());
+        opts.write_concern = Some(write_concern.clone());
+        tune(&mut opts);
+        let client = Client::with_options(opts).map_err(MongoError::driver("create client"))?;
+        let db = client.database(&cfg.database);
+        let wc_doc = mongodb::bson::to_document(&write_concern)
+            .map_err(|e| MongoError::reply("write concern", e.to_string()))?;
+        let messages = db.collection::<RawDocumentBuf>("messages");
+        let store = MongoStore {
+            trimmer: Trimmer::new(
+                messages.clone(),
+                op_timeout,
+                cfg.max_messages_per_user as u64,
+            ),
+            messages,
+            counters: db.collection("counters"),
+            claims: db.collection("idempotency"),
+            cursors: db.collection("cursors"),
+            broadcasts: db.collection("broadcasts"),
+            db,
+            write_concern: wc_doc,
+            max_per_user: cfg.max_messages_per_user as u64,
+            idempotency_window_ms: cfg.idempotency_window_s.saturating_mul(1000),
+            op_timeout,
+        };
+        store.ensure_indexes().await?;
+        Ok(store)
+    }
+
+    /// Creates every index of the module docs; an existing identical index is left alone.
+    async fn ensure_indexes(&self) -> Result<(), MongoError> {
+        let ttl = || {
+            IndexModel::builder()
+                .keys(doc! {"expires_at": 1})
+                .options(
+                    IndexOptions::builder()
+                        .name("expires_at_ttl".to_string())
+                        .expire_after(Duration::ZERO)
+                        .build(),
+                )
+                .build()
+        };
+        let user_seq = IndexModel::builder()
+            .keys(doc! {"user": 1, "seq": 1})
+            .options(
+                IndexOptions::builder()
+                    .name("user_seq".to_string())
+                    .unique(true)
+                    .build(),
+            )
+            .build();
+        let t = self.op_timeout;
+        tokio::try_join!(
+            call(t, "create message indexes", || self
+                .messages
+                .create_indexes([user_seq.clone(), ttl()])
+                .into_future()),
+            call(t, "create idempotency index", || self
+                .claims
+                .create_index(ttl())
+                .into_future()),
+            call(t, "create broadcast index", || self
+                .broadcasts
+                .create_index(ttl())
+                .into_future()),
+        )?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl MessageStore for MongoStore {
+    async fn append(&self, batch: Vec<NewMessage>) -> Result<Vec<Accepted>, StoreError> {
+        let budget = self.op_timeout * APPEND_BUDGET_CALLS;
+        match tokio::time::timeout(budget, self.append_batch(batch)).await {
+            Ok(res) => Ok(res?),
+            Err(_) => Err(MongoError::Timeout {
+                op: "append",
+                ms: budget.as_millis() as u64,
+            }
+            .into()),
+        }
+    }
+
+    async fn read(&self, user: &UserId, after: Seq, limit: usize) -> Result<Page, StoreError> {
+        Ok(self.read_page(user, after, limit).await?)
+    }
+
+    async fn last_seq(&self, user: &UserId) -> Result<Seq, StoreError> {
+        Ok(self.load_last_seq(user).await?)
+    }
+
+    async fn cursor(&self, user: &UserId, device: &DeviceId) -> Result<Option<Seq>, StoreError> {
+        Ok(self.load_cursor(user, device).await?)
+    }
+
+    async fn save_cursors(&self, updates: Vec<CursorUpdate>) -> Result<(), StoreError> {
+        Ok(self.store_cursors(&updates).await?)
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        call(self.op_timeout, "ping", || {
+            self.db.run_command(doc! {"ping": 1}).into_future()
+        })
+        .await?;
+        Ok(())
+    }
+
+    fn name(&self) -> &'static str {
+        "mongo"
+    }
+}
+
+/// Runs one driver call within `budget`, retrying transient failures with backoff while
+/// the budget lasts. The driver's own single retry happens inside each attempt.
+async fn call<T, F, Fut>(budget: Duration, op: &'static str, mut f: F) -> Result<T, MongoError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = mongodb::error::Result<T>>,
+{
+    let deadline = tokio::time::Instant::now() + budget;
+    let timeout = || MongoError::Timeout {
+        op,
+        ms: budget.as_millis() as u64,
+    };
+    let mut backoff = FIRST_BACKOFF;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match tokio::time::timeout_at(deadline, f()).await {
+            Err(_) => return Err(timeout()),
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e)) => {
+                let room = tokio::time::Instant::now() + backoff < deadline;
+                if attempt >= MAX_ATTEMPTS || !room || !is_transient(&e) {
+                    return Err(MongoError::Driver { op, source: e });
+                }
+                debug!(op, attempt, error = %e.kind, "transient mongo error, retrying");
+                tokio::time::sleep(backoff).await;
+                backoff *= 4;
+            }
+        }
+    }
+}
+
+/// Fails on the write errors or write concern error of a raw write command's reply.
+fn check_write_reply(op: &'static str, reply: &Document) -> Result<(), MongoError> {
+    let first = |field: &str| -> Option<(i32, String)> {
+        let e = match reply.get(field)? {
+            mongodb::bson::Bson::Array(a) => a.first()?.as_document()?,
+            mongodb::bson::Bson::Document(d) => d,
+            _ => return None,
+        };
+        Some((
+            e.number("code").map_or(-1, |c| c as i32),
+            e.get_str("errmsg").unwrap_or_default().to_string(),
+        ))
+    };
+    match first("writeErrors").or_else(|| first("writeConcernError")) {
+        Some((code, message)) => Err(MongoError::Write { op, code, message }),
+        None => Ok(()),
+    }
+}
+
+/// A seq stored as a BSON long (or int, or double from a hand edit).
+fn seq_field<D: AsRawOrDoc + ?Sized>(
+    d: &D,
+    key: &str,
+    op: &'static str,
+) -> Result<Seq, MongoError> {
+    d.number(key)
+        .and_then(|n| u64::try_from(n).ok())
+        .ok_or_else(|| MongoError::reply(op, format!("`{key}` is not a non-negative number")))
+}
+
+/// Reads an integer field from either document representation.
+trait AsRawOrDoc {
+    fn number(&self, key: &str) -> Option<i64>;
+}
+
+impl AsRawOrDoc for RawDocument {
+    fn number(&self, key: &str) -> Option<i64> {
+        match self.get(key).ok()?? {
+            RawBsonRef::Int64(n) => Some(n),
+            RawBsonRef::Int32(n) => Some(n.into()),
+            RawBsonRef::Double(f) if f.fract() == 0.0 => Some(f as i64),
+            _ => None,
+        }
+    }
+}
+
+impl AsRawOrDoc for RawDocumentBuf {
+    fn number(&self, key: &str) -> Option<i64> {
+        self.as_ref().number(key)
+    }
+}
+
+impl AsRawOrDoc for Document {
+    fn number(&self, key: &str) -> Option<i64> {
+        match self.get(key)? {
+            mongodb::bson::Bson::Int64(n) => Some(*n),
+            mongodb::bson::Bson::Int32(n) => Some((*n).into()),
+            mongodb::bson::Bson::Double(f) if f.fract() == 0.0 => Some(*f as i64),
+            _ => None,
+        }
+    }
+}
+
+/// A seq or count as a BSON long; Herald's seqs never come near `i64::MAX`.
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
