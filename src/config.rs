@@ -657,6 +657,15 @@ mod tests {
     }
 
     #[test]
+    fn docker_cluster_config_file_is_valid() {
+        let text = include_str!("../docker/herald-cluster.toml");
+        let cfg = Config::from_sources(text, &BTreeMap::new())
+            .expect("docker/herald-cluster.toml must load");
+        assert_eq!(cfg.store.backend, StoreBackend::Mongo);
+        assert_eq!(cfg.routes.backend, RoutesBackend::Redis);
+    }
+
+    #[test]
     fn env_overrides_replace_file_values_with_typed_values() {
         let cfg = Config::from_sources(
             BASE,

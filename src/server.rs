@@ -31,6 +31,7 @@ use crate::routes::keeper::Keeper;
 use crate::routes::memory::MemoryRoutes;
 use crate::routes::redis::RedisRoutes;
 use crate::routes::RouteTable;
+use crate::store::batcher::Appender;
 use crate::store::memory::MemoryStore;
 use crate::store::mongo::MongoStore;
 use crate::store::{now_ms, MessageStore};
@@ -206,6 +207,11 @@ pub async fn start(cfg: Config, listener: TcpListener) -> Result<Node, StartErro
         }
     };
 
+    // Group commit runs on the system's own arbiter; the embedded store needs none.
+    let appender = match cfg.store.backend {
+        StoreBackend::Memory => Appender::Direct(store.clone()),
+        StoreBackend::Mongo => Appender::batched(store.clone()),
+    };
     let session = Arc::new(SessionDeps {
         node: node.clone(),
         cfg: cfg.session.clone(),
@@ -219,6 +225,7 @@ pub async fn start(cfg: Config, listener: TcpListener) -> Result<Node, StartErro
         cfg: cfg.clone(),
         node: node.clone(),
         api_keys: ApiKeys::new(&cfg.auth.api_keys),
+        appender,
         store,
         routes,
         live,

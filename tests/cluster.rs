@@ -387,3 +387,29 @@ async fn node_enables_expired_events_without_clobbering_existing_flags() {
     })
     .await;
 }
+
+#[actix_rt::test]
+async fn seqs_the_local_store_never_had_do_not_stall_the_session() {
+    // With the memory store every node has its own seqs: a user's messages posted through
+    // another node arrive with seqs this node's store does not know. The session must move
+    // on (and keep answering), not spin re-reading its store.
+    let (url, _redis) = shared_redis();
+    let env = cluster_env(&url, &unique_prefix("foreign"), &[]);
+    let nodes = start_cluster(&["a", "b"], &env).await;
+    for i in 0..3 {
+        send(&nodes[0], "una", json!(i)).await;
+    }
+    let mut ws = connect(&nodes[1], "una", "").await;
+    eventually("route to b", || async {
+        route_nodes(&nodes[0], "una").await == ["b"]
+    })
+    .await;
+    send(&nodes[0], "una", json!("live")).await;
+    let m = ws.next_of_type("message").await;
+    assert_eq!(
+        (m["seq"].as_u64(), m["payload"].as_str()),
+        (Some(4), Some("live"))
+    );
+    let (s, _) = nodes[1].get("/api/v1/stats").await;
+    assert_eq!(s, 200, "node b still answers");
+}

@@ -179,6 +179,9 @@ impl Handler<Join> for Hub {
             self.to_bind.push(msg.user);
             self.bind_waiters.push(msg.bound);
         } else {
+            if members.is_empty() {
+                self.to_bind.push(msg.user);
+            }
             let _ = msg.bound.send(());
         }
         members.push(Member {
@@ -188,7 +191,9 @@ impl Handler<Join> for Hub {
             connected_at_ms: now_ms(),
         });
         self.sessions += 1;
-        self.flush_routes(ctx);
+        if self.routes.shared() {
+            self.flush_routes(ctx);
+        }
     }
 }
 

@@ -118,6 +118,9 @@ pub struct WsSession {
     checked_upto: Seq,
     /// Consecutive reads the store held back.
     held_reads: u16,
+    /// A gap read, started after the current gap was seen, has completed: whatever it did
+    /// not return for the gap the store does not have.
+    gap_read_done: bool,
     closing: bool,
 }
 
@@ -147,6 +150,7 @@ impl WsSession {
             pending: BTreeMap::new(),
             checked_upto: 0,
             held_reads: 0,
+            gap_read_done: false,
             closing: false,
         }
     }
@@ -264,6 +268,7 @@ impl WsSession {
                     } else {
                         act.held_reads = 0;
                         act.checked_upto = act.checked_upto.max(page.last_seq);
+                        act.gap_read_done = matches!(kind, SyncKind::Gap);
                         act.syncing = false;
                         act.drain_pending(ctx);
                     }
@@ -317,16 +322,19 @@ impl WsSession {
                 self.delivered = seq;
                 Counters::add(&self.deps.counters.delivered, 1);
                 self.enqueue_live(frame, ctx);
-            } else if self.checked_upto >= seq - 1 {
+            } else if self.checked_upto >= seq - 1 || self.gap_read_done {
                 // A completed read (not held back) had nothing for these seqs: they expired
                 // or were never stored (a failed append), so nothing is lost by going on.
                 debug!(session = %self.id, from = self.delivered + 1, to = seq - 1, "moving past seqs the store does not have");
                 self.delivered = seq - 1;
+                self.gap_read_done = false;
             } else {
                 self.sync(SyncKind::Gap, ctx);
                 return;
             }
         }
+        // The read's verdict covers only the gap it was started for.
+        self.gap_read_done = false;
     }
 
     fn on_push_message(&mut self, seq: Seq, frame: ByteString, ctx: &mut Context<Self>) {

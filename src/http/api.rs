@@ -224,7 +224,7 @@ pub async fn post_message(
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("invalid_body", "body: not UTF-8"))?;
     let msg = validate(text, &state.cfg.ingest)?;
-    let mut accepted = state.store.append(vec![msg]).await?;
+    let mut accepted = state.appender.append(vec![msg]).await?;
     count(&state, &accepted);
     state.dispatcher.dispatch(&mut accepted);
     Ok(HttpResponse::Accepted().json(accepted_json(&accepted[0])))
@@ -276,7 +276,7 @@ pub async fn post_batch(
     let mut accepted = if valid.is_empty() {
         Vec::new()
     } else {
-        state.store.append(valid).await?
+        state.appender.append(valid).await?
     };
     count(&state, &accepted);
     state.dispatcher.dispatch(&mut accepted);

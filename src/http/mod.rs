@@ -30,6 +30,8 @@ pub struct AppState {
     pub node: NodeId,
     pub api_keys: ApiKeys,
     pub store: Arc<dyn MessageStore>,
+    /// Ingestion's path to the store (group commit for remote stores).
+    pub appender: crate::store::batcher::Appender,
     pub routes: Arc<dyn RouteTable>,
     /// Live cluster nodes (empty on a single node).
     pub live: crate::cluster::LivePeers,
