@@ -6,23 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::procs::{redis_cmd, shared_redis, HeraldProc, RedisProc, SECRET};
+use common::procs::{redis_cmd, route_nodes, shared_redis, token, HeraldProc, RedisProc, SECRET};
 use common::*;
 use serde_json::{json, Value};
-
-const JWT_SECRET: &str = "dev-secret-change-me-0123456789";
-
-fn token(user: &str) -> String {
-    let cfg = herald::config::AuthConfig {
-        jwt_secret: JWT_SECRET.into(),
-        ..Default::default()
-    };
-    herald::auth::TokenMinter::from_config(&cfg).unwrap().mint(
-        &herald::ids::UserId::parse(user).unwrap(),
-        None,
-        3600,
-    )
-}
 
 /// Environment for cluster nodes: Redis, a key prefix unique to the test, short timers.
 fn cluster_env(redis_url: &str, prefix: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -66,18 +52,6 @@ async fn connect(node: &HeraldProc, user: &str, extra: &str) -> Ws {
         .expect("connects");
     ws.welcome().await;
     ws
-}
-
-/// Nodes that hold `user` according to `via`'s view of the route table.
-async fn route_nodes(via: &HeraldProc, user: &str) -> Vec<String> {
-    let (s, v) = via.get(&format!("/api/v1/users/{user}/presence")).await;
-    assert_eq!(s, 200, "{v}");
-    v["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n.as_str().unwrap().to_string())
-        .collect()
 }
 
 async fn send(via: &HeraldProc, to: &str, payload: Value) -> Value {

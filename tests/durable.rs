@@ -8,23 +8,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::procs::{shared_mongo, shared_redis, HeraldProc, MongoProc};
+use common::procs::{route_nodes, shared_mongo, shared_redis, token, HeraldProc, MongoProc};
 use common::*;
 use serde_json::{json, Value};
-
-const JWT_SECRET: &str = "dev-secret-change-me-0123456789";
-
-fn token(user: &str) -> String {
-    let cfg = herald::config::AuthConfig {
-        jwt_secret: JWT_SECRET.into(),
-        ..Default::default()
-    };
-    herald::auth::TokenMinter::from_config(&cfg).unwrap().mint(
-        &herald::ids::UserId::parse(user).unwrap(),
-        None,
-        3600,
-    )
-}
 
 fn unique(test: &str) -> String {
     format!("t{}_{test}", std::process::id())
@@ -79,13 +65,6 @@ async fn send(via: &HeraldProc, body: Value) -> Value {
     let (s, v) = via.post("/api/v1/messages", &body.to_string()).await;
     assert_eq!(s, 202, "{v}");
     v
-}
-
-async fn route_nodes(via: &HeraldProc, user: &str) -> Vec<String> {
-    let (_, v) = via.get(&format!("/api/v1/users/{user}/presence")).await;
-    v["nodes"].as_array().map_or(Vec::new(), |a| {
-        a.iter().map(|n| n.as_str().unwrap().to_string()).collect()
-    })
 }
 
 #[actix_rt::test]

@@ -129,6 +129,33 @@ pub struct HeraldProc {
 pub const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml");
 pub const API_KEY: &str = "dev-api-key-change-me";
 pub const SECRET: &str = "cluster-test-secret-0123456789";
+/// The JWT secret of the repository's config.toml, which node processes load.
+pub const JWT_SECRET: &str = "dev-secret-change-me-0123456789";
+
+/// A connection token a node started from config.toml accepts.
+pub fn token(user: &str) -> String {
+    let cfg = herald::config::AuthConfig {
+        jwt_secret: JWT_SECRET.into(),
+        ..Default::default()
+    };
+    herald::auth::TokenMinter::from_config(&cfg).unwrap().mint(
+        &herald::ids::UserId::parse(user).unwrap(),
+        None,
+        3600,
+    )
+}
+
+/// Nodes that hold `user` according to `via`'s view of the route table.
+pub async fn route_nodes(via: &HeraldProc, user: &str) -> Vec<String> {
+    let (s, v) = via.get(&format!("/api/v1/users/{user}/presence")).await;
+    assert_eq!(s, 200, "{v}");
+    v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap().to_string())
+        .collect()
+}
 
 impl HeraldProc {
     /// Starts node `name` with the repository config plus `env` overrides.
