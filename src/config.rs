@@ -210,6 +210,9 @@ pub struct IngestConfig {
     pub default_ttl_s: u64,
     /// Largest `ttl_s` accepted, seconds.
     pub max_ttl_s: u64,
+    /// Deliveries waiting for the hub (a broadcast counts once per session) above which
+    /// ingestion answers 429 `overloaded` instead of queueing without bound.
+    pub max_hub_backlog: u64,
 }
 
 impl Default for IngestConfig {
@@ -220,6 +223,7 @@ impl Default for IngestConfig {
             max_batch: 1000,
             default_ttl_s: 7 * 86_400,
             max_ttl_s: 30 * 86_400,
+            max_hub_backlog: 1_000_000,
         }
     }
 }
@@ -534,6 +538,9 @@ impl Config {
         }
         if i.max_recipients == 0 {
             return Err(invalid("ingest.max_recipients", "must be > 0"));
+        }
+        if i.max_hub_backlog == 0 {
+            return Err(invalid("ingest.max_hub_backlog", "must be > 0"));
         }
         if i.max_batch == 0 {
             return Err(invalid("ingest.max_batch", "must be > 0"));

@@ -133,7 +133,7 @@ pub async fn start(cfg: Config, listener: TcpListener) -> Result<Node, StartErro
     };
 
     let (dispatcher, cluster) = match &redis {
-        None => (Dispatcher::local(hub.clone()), None),
+        None => (Dispatcher::local(hub.clone(), counters.clone()), None),
         Some(redis) => {
             let internal_listener =
                 TcpListener::bind(cfg.cluster.internal_listen).map_err(StartError::Listen)?;
@@ -184,6 +184,7 @@ pub async fn start(cfg: Config, listener: TcpListener) -> Result<Node, StartErro
             let internal_state = web::Data::new(Arc::new(InternalState {
                 verifier: Verifier::new(&cfg.cluster.secret, cfg.cluster.replay_window_ms),
                 hub: hub.clone(),
+                counters: counters.clone(),
             }));
             let internal = HttpServer::new(move || {
                 App::new()

@@ -15,7 +15,7 @@ use actix::prelude::*;
 use tracing::warn;
 
 use super::hub::Hub;
-use super::messages::{Broadcast, Deliver};
+use super::messages::{counted_deliver, Broadcast};
 use super::stats::Counters;
 use crate::cluster::peer::{Envelope, PeerSet};
 use crate::cluster::LivePeers;
@@ -45,13 +45,18 @@ impl ClusterLink {
 #[derive(Clone)]
 pub struct Dispatcher {
     hub: Addr<Hub>,
+    counters: Arc<Counters>,
     cluster: Option<(ClusterLink, Arc<[Addr<DispatchWorker>]>)>,
 }
 
 impl Dispatcher {
     /// A single-node dispatcher: everything is local.
-    pub fn local(hub: Addr<Hub>) -> Self {
-        Self { hub, cluster: None }
+    pub fn local(hub: Addr<Hub>, counters: Arc<Counters>) -> Self {
+        Self {
+            hub,
+            counters,
+            cluster: None,
+        }
     }
 
     /// A cluster dispatcher with `workers` dispatch actors on `arbiter`.
@@ -74,6 +79,7 @@ impl Dispatcher {
             .collect();
         Self {
             hub,
+            counters: link.counters.clone(),
             cluster: Some((link, pool.into())),
         }
     }
@@ -83,7 +89,8 @@ impl Dispatcher {
         let mut deliveries = Vec::new();
         for a in accepted.iter_mut() {
             if let Some(frame) = a.broadcast.take() {
-                self.hub.do_send(Broadcast(frame.clone()));
+                self.hub
+                    .do_send(Broadcast::counted(frame.clone(), &self.counters));
                 if let Some((link, _)) = &self.cluster {
                     for peer in link.live.all() {
                         if peer.id != link.me {
@@ -98,10 +105,12 @@ impl Dispatcher {
             return;
         }
         let Some((_, pool)) = &self.cluster else {
-            self.hub.do_send(Deliver(deliveries));
+            self.hub
+                .do_send(counted_deliver(deliveries, &self.counters));
             return;
         };
-        self.hub.do_send(Deliver(deliveries.clone()));
+        self.hub
+            .do_send(counted_deliver(deliveries.clone(), &self.counters));
         let mut per_worker: HashMap<usize, Vec<Delivery>> = HashMap::new();
         for d in deliveries {
             per_worker

@@ -209,6 +209,7 @@ impl Handler<Deliver> for Hub {
     type Result = MessageResult<Deliver>;
 
     fn handle(&mut self, msg: Deliver, _ctx: &mut Self::Context) -> Self::Result {
+        Counters::sub(&self.counters.hub_backlog, msg.0.len() as u64);
         let mut missing = Vec::new();
         for d in msg.0 {
             let Some(members) = self.users.get_mut(&d.user) else {
@@ -268,12 +269,13 @@ impl Handler<Broadcast> for Hub {
     type Result = ();
 
     fn handle(&mut self, msg: Broadcast, _ctx: &mut Self::Context) {
+        Counters::sub(&self.counters.hub_backlog, msg.weight);
         let counters = &self.counters;
         let mut dropped = 0;
         let mut emptied = Vec::new();
         for (user, members) in self.users.iter_mut() {
             let before = members.len();
-            members.retain(|m| Hub::offer(m, Push::Broadcast(msg.0.clone()), counters));
+            members.retain(|m| Hub::offer(m, Push::Broadcast(msg.frame.clone()), counters));
             dropped += before - members.len();
             if members.is_empty() {
                 emptied.push(user.clone());

@@ -112,10 +112,30 @@ pub struct Rebind {
 #[rtype(result = "()")]
 pub struct RebindAll;
 
-/// Dispatcher -> hub: a broadcast frame for every local session.
+/// Dispatcher -> hub: a broadcast frame for every local session. `weight` is what the
+/// sender added to `Counters::hub_backlog` for it (the sessions it will reach).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Broadcast(pub ByteString);
+pub struct Broadcast {
+    pub frame: ByteString,
+    pub weight: u64,
+}
+
+impl Broadcast {
+    /// A broadcast counted into the hub backlog (one unit per live session).
+    pub fn counted(frame: ByteString, counters: &super::stats::Counters) -> Self {
+        use super::stats::Counters;
+        let weight = Counters::get(&counters.sessions_live).max(1);
+        Counters::add(&counters.hub_backlog, weight);
+        Broadcast { frame, weight }
+    }
+}
+
+/// Counts a [`Deliver`] into the hub backlog before it is sent.
+pub fn counted_deliver(items: Vec<Delivery>, counters: &super::stats::Counters) -> Deliver {
+    super::stats::Counters::add(&counters.hub_backlog, items.len() as u64);
+    Deliver(items)
+}
 
 /// One connected device, as presence reports it.
 #[derive(Debug, Clone, serde::Serialize)]

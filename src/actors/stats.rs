@@ -29,6 +29,11 @@ pub struct Counters {
     pub forward_failures: AtomicU64,
     /// Route-table calls that failed (Redis down or slow).
     pub route_errors: AtomicU64,
+    /// Deliveries handed to the hub and not yet fanned out (a broadcast counts once per
+    /// session): ingestion answers 429 above `ingest.max_hub_backlog`.
+    pub hub_backlog: AtomicU64,
+    /// Requests refused with 429 because of the hub backlog.
+    pub overloaded: AtomicU64,
 }
 
 impl Counters {

@@ -13,7 +13,8 @@ use serde_json::value::RawValue;
 
 use super::sign::{self, Verifier};
 use crate::actors::hub::Hub;
-use crate::actors::messages::{Broadcast, Deliver};
+use crate::actors::messages::{counted_deliver, Broadcast};
+use crate::actors::stats::Counters;
 use crate::http::error::ApiError;
 use crate::ids::{Seq, UserId};
 use crate::store::{now_ms, Delivery};
@@ -25,6 +26,7 @@ pub const MAX_BODY: usize = 64 * 1024 * 1024;
 pub struct InternalState {
     pub verifier: Verifier,
     pub hub: Addr<Hub>,
+    pub counters: Arc<Counters>,
 }
 
 #[derive(Deserialize)]
@@ -73,7 +75,10 @@ pub async fn deliver(
     let fwd: ForwardIn = serde_json::from_str(text)
         .map_err(|e| ApiError::bad_request("invalid_body", format!("body: {e}")))?;
     for b in fwd.broadcasts {
-        state.hub.do_send(Broadcast(ByteString::from(b.get())));
+        state.hub.do_send(Broadcast::counted(
+            ByteString::from(b.get()),
+            &state.counters,
+        ));
     }
     let deliveries: Vec<Delivery> = fwd
         .deliveries
@@ -87,13 +92,17 @@ pub async fn deliver(
     let missing = if deliveries.is_empty() {
         Vec::new()
     } else {
-        state.hub.send(Deliver(deliveries)).await.map_err(|_| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "hub_unavailable",
-                "hub is stopping",
-            )
-        })?
+        state
+            .hub
+            .send(counted_deliver(deliveries, &state.counters))
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "hub_unavailable",
+                    "hub is stopping",
+                )
+            })?
     };
     Ok(HttpResponse::Ok().json(serde_json::json!({ "missing": missing })))
 }

@@ -28,6 +28,20 @@ pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
 /// Most messages one history request returns.
 pub const MAX_HISTORY_LIMIT: usize = 1000;
 
+/// Refuses new messages while the hub is this far behind (nothing is stored).
+fn check_backlog(state: &AppState) -> Result<(), ApiError> {
+    let backlog = Counters::get(&state.counters.hub_backlog);
+    if backlog > state.cfg.ingest.max_hub_backlog {
+        Counters::add(&state.counters.overloaded, 1);
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "overloaded",
+            "the node is behind on delivery; nothing was accepted, retry shortly",
+        ));
+    }
+    Ok(())
+}
+
 fn check_api_key(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
     match bearer(req) {
         None => Err(ApiError::new(
@@ -220,6 +234,7 @@ pub async fn post_message(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     check_api_key(&req, &state)?;
+    check_backlog(&state)?;
     let body = read_body(&req, payload, state.cfg.ingest.max_body_bytes).await?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("invalid_body", "body: not UTF-8"))?;
@@ -246,6 +261,7 @@ pub async fn post_batch(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     check_api_key(&req, &state)?;
+    check_backlog(&state)?;
     let body = read_body(&req, payload, state.cfg.ingest.max_body_bytes).await?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("invalid_body", "body: not UTF-8"))?;

@@ -40,7 +40,11 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(self.body())
+        let mut resp = HttpResponse::build(self.status);
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            resp.insert_header(("Retry-After", "1"));
+        }
+        resp.json(self.body())
     }
 }
 

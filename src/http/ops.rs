@@ -65,6 +65,8 @@ pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
             "forwarded": Counters::get(&c.forwarded),
             "forward_failures": Counters::get(&c.forward_failures),
             "route_errors": Counters::get(&c.route_errors),
+            "hub_backlog": Counters::get(&c.hub_backlog),
+            "overloaded": Counters::get(&c.overloaded),
         }
     })))
 }
