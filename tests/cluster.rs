@@ -6,7 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::procs::{redis_cmd, route_nodes, shared_redis, token, HeraldProc, RedisProc, SECRET};
+use common::procs::{
+    connect, redis_cmd, route_nodes, shared_redis, start_nodes, HeraldProc, RedisProc, SECRET,
+};
 use common::*;
 use serde_json::{json, Value};
 
@@ -33,27 +35,6 @@ fn unique_prefix(test: &str) -> String {
     format!("t{}-{test}", std::process::id())
 }
 
-/// Starts nodes `names` and waits until each sees all of them as live peers.
-async fn start_cluster(names: &[&str], env: &[(String, String)]) -> Vec<HeraldProc> {
-    let nodes: Vec<HeraldProc> = names.iter().map(|n| HeraldProc::start(n, env)).collect();
-    for n in &nodes {
-        eventually(&format!("{} sees every peer", n.name), || async {
-            let (s, v) = n.get("/api/v1/stats").await;
-            s == 200 && v["peers"].as_array().map_or(0, |p| p.len()) == names.len()
-        })
-        .await;
-    }
-    nodes
-}
-
-async fn connect(node: &HeraldProc, user: &str, extra: &str) -> Ws {
-    let mut ws = Ws::connect(&node.ws_url(&token(user), extra))
-        .await
-        .expect("connects");
-    ws.welcome().await;
-    ws
-}
-
 async fn send(via: &HeraldProc, to: &str, payload: Value) -> Value {
     let (s, v) = via
         .post(
@@ -69,7 +50,7 @@ async fn send(via: &HeraldProc, to: &str, payload: Value) -> Value {
 async fn message_posted_to_one_node_reaches_a_client_on_another() {
     let (url, _redis) = shared_redis();
     let env = cluster_env(&url, &unique_prefix("cross"), &[]);
-    let nodes = start_cluster(&["a", "b", "c"], &env).await;
+    let nodes = start_nodes(&["a", "b", "c"], &env).await;
     let mut ws = connect(&nodes[2], "carol", "").await;
     eventually("route to c", || async {
         route_nodes(&nodes[0], "carol").await == ["c"]
@@ -96,7 +77,7 @@ async fn message_posted_to_one_node_reaches_a_client_on_another() {
 async fn user_with_devices_on_two_nodes_gets_each_message_once_per_device() {
     let (url, _redis) = shared_redis();
     let env = cluster_env(&url, &unique_prefix("two"), &[]);
-    let nodes = start_cluster(&["a", "b", "c"], &env).await;
+    let nodes = start_nodes(&["a", "b", "c"], &env).await;
     let mut on_a = connect(&nodes[0], "dora", "device=phone").await;
     let mut on_b = connect(&nodes[1], "dora", "device=laptop").await;
     eventually("routes to a and b", || async {
@@ -126,7 +107,7 @@ async fn user_with_devices_on_two_nodes_gets_each_message_once_per_device() {
 async fn killed_node_does_not_disturb_dispatch_and_its_routes_vanish() {
     let (url, _redis) = shared_redis();
     let env = cluster_env(&url, &unique_prefix("kill"), &[]);
-    let mut nodes = start_cluster(&["a", "b", "c"], &env).await;
+    let mut nodes = start_nodes(&["a", "b", "c"], &env).await;
     let _on_b = connect(&nodes[1], "ed", "").await;
     let mut on_c = connect(&nodes[2], "fi", "").await;
     eventually("routes", || async {
@@ -156,7 +137,7 @@ async fn killed_node_does_not_disturb_dispatch_and_its_routes_vanish() {
 async fn redis_restarted_empty_routing_recovers_and_local_delivery_survives_the_outage() {
     let mut redis = RedisProc::start();
     let env = cluster_env(&redis.url(), &unique_prefix("restart"), &[]);
-    let nodes = start_cluster(&["a", "b"], &env).await;
+    let nodes = start_nodes(&["a", "b"], &env).await;
     let mut ws = connect(&nodes[1], "gil", "").await;
     let mut local = connect(&nodes[1], "hal", "").await;
     eventually("route to b", || async {
@@ -189,7 +170,7 @@ async fn stalled_node_binding_expires_and_is_restored_when_it_resumes() {
     let (url, _redis) = shared_redis();
     let prefix = unique_prefix("stall");
     let env = cluster_env(&url, &prefix, &[("HERALD_SESSION__HEARTBEAT_MS", "2000")]);
-    let nodes = start_cluster(&["a", "b"], &env).await;
+    let nodes = start_nodes(&["a", "b"], &env).await;
     let mut ws = connect(&nodes[1], "hu", "").await;
     eventually("route to b", || async {
         route_nodes(&nodes[0], "hu").await == ["b"]
@@ -228,7 +209,7 @@ async fn forged_stale_or_replayed_internal_requests_are_rejected() {
     use herald::cluster::sign::{sign, HDR_NODE, HDR_SIG, HDR_TS};
     let (url, _redis) = shared_redis();
     let env = cluster_env(&url, &unique_prefix("sign"), &[]);
-    let nodes = start_cluster(&["a", "b"], &env).await;
+    let nodes = start_nodes(&["a", "b"], &env).await;
     let mut ws = connect(&nodes[1], "ivy", "").await;
     let mut other = connect(&nodes[1], "jan", "").await;
     let (_, stats) = nodes[0].get("/api/v1/stats").await;
@@ -310,7 +291,7 @@ async fn forged_stale_or_replayed_internal_requests_are_rejected() {
 async fn frozen_redis_times_out_without_blocking_local_delivery_or_ingestion() {
     let redis = RedisProc::start();
     let env = cluster_env(&redis.url(), &unique_prefix("frozen"), &[]);
-    let nodes = start_cluster(&["a", "b"], &env).await;
+    let nodes = start_nodes(&["a", "b"], &env).await;
     let mut remote = connect(&nodes[1], "kai", "").await;
     let mut local = connect(&nodes[0], "lou", "").await;
     eventually("routes", || async {
@@ -353,7 +334,7 @@ async fn node_enables_expired_events_without_clobbering_existing_flags() {
     .await;
     assert!(set.starts_with("+OK"), "{set}");
     let env = cluster_env(&redis.url(), &unique_prefix("events"), &[]);
-    let _nodes = start_cluster(&["a"], &env).await;
+    let _nodes = start_nodes(&["a"], &env).await;
     eventually("flags merged", || async {
         let r = redis_cmd(&redis.url(), &["CONFIG", "GET", "notify-keyspace-events"]).await;
         let flags = r.lines().nth(4).unwrap_or("").to_string();
@@ -369,7 +350,7 @@ async fn seqs_the_local_store_never_had_do_not_stall_the_session() {
     // on (and keep answering), not spin re-reading its store.
     let (url, _redis) = shared_redis();
     let env = cluster_env(&url, &unique_prefix("foreign"), &[]);
-    let nodes = start_cluster(&["a", "b"], &env).await;
+    let nodes = start_nodes(&["a", "b"], &env).await;
     for i in 0..3 {
         send(&nodes[0], "una", json!(i)).await;
     }

@@ -8,7 +8,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::procs::{route_nodes, shared_mongo, shared_redis, token, HeraldProc, MongoProc};
+use common::procs::{
+    connect, route_nodes, shared_mongo, shared_redis, start_nodes, HeraldProc, MongoProc,
+};
 use common::*;
 use serde_json::{json, Value};
 
@@ -40,27 +42,6 @@ fn env(redis: &str, mongo: &str, test: &str, extra: &[(&str, &str)]) -> Vec<(Str
         .collect()
 }
 
-async fn start(names: &[&str], env: &[(String, String)]) -> Vec<HeraldProc> {
-    let nodes: Vec<HeraldProc> = names.iter().map(|n| HeraldProc::start(n, env)).collect();
-    for n in &nodes {
-        eventually(&format!("{} ready with every peer", n.name), || async {
-            let (s, v) = n.get("/api/v1/stats").await;
-            let (r, _) = http(&format!("{}/readyz", n.base()), None, None).await;
-            s == 200 && r == 200 && v["peers"].as_array().map_or(0, |p| p.len()) == names.len()
-        })
-        .await;
-    }
-    nodes
-}
-
-async fn connect(node: &HeraldProc, user: &str, extra: &str) -> Ws {
-    let mut ws = Ws::connect(&node.ws_url(&token(user), extra))
-        .await
-        .expect("connects");
-    ws.welcome().await;
-    ws
-}
-
 async fn send(via: &HeraldProc, body: Value) -> Value {
     let (s, v) = via.post("/api/v1/messages", &body.to_string()).await;
     assert_eq!(s, 202, "{v}");
@@ -71,7 +52,7 @@ async fn send(via: &HeraldProc, body: Value) -> Value {
 async fn offline_user_gets_messages_posted_anywhere_on_first_connect_anywhere() {
     let (r, _rp) = shared_redis();
     let (m, _mp) = shared_mongo();
-    let nodes = start(&["a", "b", "c"], &env(&r, &m, "offline", &[])).await;
+    let nodes = start_nodes(&["a", "b", "c"], &env(&r, &m, "offline", &[])).await;
     for (i, n) in nodes.iter().enumerate() {
         send(n, json!({"to": "olga", "payload": i})).await;
     }
@@ -92,7 +73,7 @@ async fn offline_user_gets_messages_posted_anywhere_on_first_connect_anywhere() 
 async fn resume_with_since_and_ack_cursor_work_on_another_node() {
     let (r, _rp) = shared_redis();
     let (m, _mp) = shared_mongo();
-    let nodes = start(&["a", "b", "c"], &env(&r, &m, "resume", &[])).await;
+    let nodes = start_nodes(&["a", "b", "c"], &env(&r, &m, "resume", &[])).await;
     let mut ws = connect(&nodes[0], "pete", "device=tab").await;
     for i in 0..3 {
         send(&nodes[2], json!({"to": "pete", "payload": i})).await;
@@ -121,7 +102,7 @@ async fn resume_with_since_and_ack_cursor_work_on_another_node() {
 async fn idempotent_retry_through_another_node_returns_the_first_id_and_delivers_once() {
     let (r, _rp) = shared_redis();
     let (m, _mp) = shared_mongo();
-    let nodes = start(&["a", "b"], &env(&r, &m, "idem", &[])).await;
+    let nodes = start_nodes(&["a", "b"], &env(&r, &m, "idem", &[])).await;
     let mut ws = connect(&nodes[0], "quin", "").await;
     let body = json!({"to": "quin", "payload": "once", "idempotency_key": "pay-42"});
     let first = send(&nodes[0], body.clone()).await;
@@ -145,7 +126,7 @@ async fn idempotent_retry_through_another_node_returns_the_first_id_and_delivers
 async fn ttl_expired_messages_are_not_delivered() {
     let (r, _rp) = shared_redis();
     let (m, _mp) = shared_mongo();
-    let nodes = start(&["a"], &env(&r, &m, "ttl", &[])).await;
+    let nodes = start_nodes(&["a"], &env(&r, &m, "ttl", &[])).await;
     send(
         &nodes[0],
         json!({"to": "rita", "payload": "short", "ttl_s": 1}),
@@ -165,7 +146,7 @@ async fn ttl_expired_messages_are_not_delivered() {
 async fn store_outage_answers_503_keeps_sessions_up_and_loses_nothing_accepted() {
     let (r, _rp) = shared_redis();
     let mut mongo = MongoProc::start();
-    let nodes = start(&["a"], &env(&r, &mongo.url(), "outage", &[])).await;
+    let nodes = start_nodes(&["a"], &env(&r, &mongo.url(), "outage", &[])).await;
     let mut ws = connect(&nodes[0], "sven", "").await;
     for i in 0..3 {
         send(&nodes[0], json!({"to": "sven", "payload": i})).await;
@@ -213,7 +194,7 @@ async fn store_outage_answers_503_keeps_sessions_up_and_loses_nothing_accepted()
 async fn killed_node_while_messages_flow_client_reconnects_elsewhere_and_misses_nothing() {
     let (r, _rp) = shared_redis();
     let (m, _mp) = shared_mongo();
-    let mut nodes = start(&["a", "b", "c"], &env(&r, &m, "failover", &[])).await;
+    let mut nodes = start_nodes(&["a", "b", "c"], &env(&r, &m, "failover", &[])).await;
     let mut ws = connect(&nodes[1], "tara", "").await;
     eventually("route to b", || async {
         route_nodes(&nodes[0], "tara").await == ["b"]
@@ -279,7 +260,7 @@ async fn soak_churning_clients_across_nodes_each_end_with_exactly_their_users_se
     use rand_like::Rng;
     let (r, _rp) = shared_redis();
     let (m, _mp) = shared_mongo();
-    let nodes = start(&["a", "b", "c"], &env(&r, &m, "soak", &[])).await;
+    let nodes = start_nodes(&["a", "b", "c"], &env(&r, &m, "soak", &[])).await;
     let users: Vec<String> = (0..80).map(|i| format!("soak{i}")).collect();
     let devices_per_user = 3;
     let rounds: usize = std::env::var("HERALD_SOAK_ROUNDS")

@@ -145,6 +145,30 @@ pub fn token(user: &str) -> String {
     )
 }
 
+/// Starts nodes `names` with `env` and waits until each is ready and sees all of them as
+/// live peers.
+pub async fn start_nodes(names: &[&str], env: &[(String, String)]) -> Vec<HeraldProc> {
+    let nodes: Vec<HeraldProc> = names.iter().map(|n| HeraldProc::start(n, env)).collect();
+    for n in &nodes {
+        super::eventually(&format!("{} ready with every peer", n.name), || async {
+            let (s, v) = n.get("/api/v1/stats").await;
+            let (r, _) = http(&format!("{}/readyz", n.base()), None, None).await;
+            s == 200 && r == 200 && v["peers"].as_array().map_or(0, |p| p.len()) == names.len()
+        })
+        .await;
+    }
+    nodes
+}
+
+/// Connects `user` to `node` and reads the welcome frame.
+pub async fn connect(node: &HeraldProc, user: &str, extra: &str) -> super::Ws {
+    let mut ws = super::Ws::connect(&node.ws_url(&token(user), extra))
+        .await
+        .expect("connects");
+    ws.welcome().await;
+    ws
+}
+
 /// Nodes that hold `user` according to `via`'s view of the route table.
 pub async fn route_nodes(via: &HeraldProc, user: &str) -> Vec<String> {
     let (s, v) = via.get(&format!("/api/v1/users/{user}/presence")).await;

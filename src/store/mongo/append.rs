@@ -324,31 +324,10 @@ impl MongoStore {
             }
         }
 
-        let insert_copies = async {
-            if copies.is_empty() {
-                return Ok(Vec::new());
-            }
-            call(self.op_timeout, "insert messages", || async {
-                match self.messages.insert_many(&copies).ordered(false).await {
-                    Ok(_) => Ok(Vec::new()),
-                    Err(e) => duplicate_indices(&e).ok_or(e),
-                }
-            })
-            .await
-        };
-        let insert_casts = async {
-            if casts.is_empty() {
-                return Ok(Vec::new());
-            }
-            call(self.op_timeout, "insert broadcasts", || async {
-                match self.broadcasts.insert_many(&casts).ordered(false).await {
-                    Ok(_) => Ok(Vec::new()),
-                    Err(e) => duplicate_indices(&e).ok_or(e),
-                }
-            })
-            .await
-        };
-        let (dup_copies, dup_casts) = tokio::try_join!(insert_copies, insert_casts)?;
+        let (dup_copies, dup_casts) = tokio::try_join!(
+            self.insert_unordered(&self.messages, &copies, "insert messages"),
+            self.insert_unordered(&self.broadcasts, &casts, "insert broadcasts"),
+        )?;
 
         // A broadcast already stored by the append this one completes may have been pushed:
         // broadcasts carry no seq to deduplicate, so it is not pushed again.
@@ -369,6 +348,26 @@ impl MongoStore {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Inserts `docs` unordered in one round trip; answers the indices refused as
+    /// duplicate keys (copies already stored by an earlier attempt), nothing when empty.
+    async fn insert_unordered(
+        &self,
+        collection: &mongodb::Collection<RawDocumentBuf>,
+        docs: &[RawDocumentBuf],
+        op: &'static str,
+    ) -> Result<Vec<usize>, MongoError> {
+        if docs.is_empty() {
+            return Ok(Vec::new());
+        }
+        call(self.op_timeout, op, || async {
+            match collection.insert_many(docs).ordered(false).await {
+                Ok(_) => Ok(Vec::new()),
+                Err(e) => duplicate_indices(&e).ok_or(e),
+            }
+        })
+        .await
     }
 
     /// Copies refused as duplicates: deliver the stored copy where this message is already
