@@ -79,14 +79,6 @@ struct ClusterParts {
 /// Starts a node on `listener` with `cfg`. In cluster mode the internal listener is bound
 /// from `cluster.internal_listen` (port 0 picks a free one; its real address is advertised).
 pub async fn start(cfg: Config, listener: TcpListener) -> Result<Node, StartError> {
-    let cfg = Arc::new(cfg);
-    let node = if cfg.node.id.is_empty() {
-        generated_node_id()
-    } else {
-        // unwrap: validated by Config::validate
-        NodeId::parse(&cfg.node.id).unwrap()
-    };
-    let verifier = Arc::new(TokenVerifier::from_config(&cfg.auth)?);
     let store: Arc<dyn MessageStore> = match cfg.store.backend {
         StoreBackend::Memory => Arc::new(MemoryStore::new(&cfg.store)),
         StoreBackend::Mongo => Arc::new(
@@ -95,6 +87,24 @@ pub async fn start(cfg: Config, listener: TcpListener) -> Result<Node, StartErro
                 .map_err(|e| StartError::Store(e.to_string()))?,
         ),
     };
+    start_with_store(cfg, listener, store).await
+}
+
+/// [`start`] with the message store given instead of built from `cfg.store` (tests
+/// instrument a store to make races happen on purpose).
+pub async fn start_with_store(
+    cfg: Config,
+    listener: TcpListener,
+    store: Arc<dyn MessageStore>,
+) -> Result<Node, StartError> {
+    let cfg = Arc::new(cfg);
+    let node = if cfg.node.id.is_empty() {
+        generated_node_id()
+    } else {
+        // unwrap: validated by Config::validate
+        NodeId::parse(&cfg.node.id).unwrap()
+    };
+    let verifier = Arc::new(TokenVerifier::from_config(&cfg.auth)?);
     let counters = Arc::new(Counters::default());
     let addr = listener.local_addr().map_err(StartError::Listen)?;
     let live = LivePeers::default();

@@ -23,6 +23,11 @@ pub struct Counters {
     pub sessions_refused: AtomicU64,
     /// Messages replayed from the store on connect or gap fill.
     pub replayed: AtomicU64,
+    /// Seqs sessions moved past without sending, on store evidence that they will never be
+    /// stored (expired, or an append that gave up).
+    pub skipped: AtomicU64,
+    /// Seqs sessions moved past with a `history_truncated` frame (replay limit, retention).
+    pub truncated: AtomicU64,
     /// Envelopes a peer node acknowledged.
     pub forwarded: AtomicU64,
     /// Envelopes dropped after failed forwards or a full peer queue.

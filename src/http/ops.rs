@@ -57,6 +57,8 @@ pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
             "duplicates": Counters::get(&c.duplicates),
             "delivered": Counters::get(&c.delivered),
             "replayed": Counters::get(&c.replayed),
+            "skipped": Counters::get(&c.skipped),
+            "truncated": Counters::get(&c.truncated),
             "sessions_opened": Counters::get(&c.sessions_opened),
             "sessions_live": Counters::get(&c.sessions_live),
             "sessions_refused": Counters::get(&c.sessions_refused),

@@ -165,23 +165,35 @@ impl MessageStore for MemoryStore {
         let now = now_ms();
         let inner = self.lock();
         let Some(log) = inner.users.get(user) else {
-            return Ok(Page::default());
+            return Ok(Page {
+                settled_upto: Seq::MAX,
+                ..Page::default()
+            });
         };
         let first_retained = log.entries.front().map_or(log.last_seq + 1, |e| e.seq);
         // Entries are in seq order with no holes, so the start index is arithmetic.
         let skip = (after + 1).saturating_sub(first_retained) as usize;
-        let messages = log
-            .entries
-            .iter()
-            .skip(skip)
+        let mut rest = log.entries.iter().skip(skip);
+        let messages: Vec<(Seq, ByteString)> = rest
+            .by_ref()
             .filter(|e| e.expires_ms > now)
             .take(limit)
             .map(|e| (e.seq, e.frame.clone()))
             .collect();
+        let more = messages.len() == limit && rest.next().is_some();
+        // Seqs are given out and stored under one lock, so nothing is ever in flight: every
+        // seq this store does not return it will never have. A page cut at `limit` settles
+        // only what it covered.
+        let settled_upto = match messages.last() {
+            Some((last, _)) if more => *last,
+            _ => Seq::MAX,
+        };
         Ok(Page {
             messages,
             last_seq: log.last_seq,
             first_retained,
+            settled_upto,
+            more,
             held_back: false,
         })
     }

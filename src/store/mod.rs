@@ -59,17 +59,26 @@ pub struct Accepted {
     pub broadcast: Option<ByteString>,
 }
 
-/// A page of a user's messages, oldest first.
+/// A page of a user's messages after some seq `after`, oldest first.
+///
+/// The contract sessions rely on (`actors/session/order.rs`): a seq after `after` that the
+/// page passes over between two returned messages, or that is at or below `settled_upto`
+/// without being returned, will never be delivered (expired, trimmed by retention, or
+/// reserved by an append that failed). Every other seq may still arrive.
 #[derive(Debug, Clone, Default)]
 pub struct Page {
     /// Messages with `seq > after`, at most `limit`, as frames.
     pub messages: Vec<(Seq, ByteString)>,
-    /// The user's newest seq (0 when none).
+    /// The user's newest seq handed out (0 when none); it may still be on its way in.
     pub last_seq: Seq,
     /// Oldest seq still retained; when it is above `after + 1`, older ones are gone.
     pub first_retained: Seq,
-    /// The page ends early, before a seq that may still be stored (another node's append
-    /// in flight): read again shortly rather than treating the seq as missing.
+    /// Every seq up to here that the page does not return is settled: gone for good.
+    pub settled_upto: Seq,
+    /// The page stopped at `limit`: more messages may follow at once.
+    pub more: bool,
+    /// The page stopped before a seq that may still be stored (another node's append in
+    /// flight) while later ones are stored: read again shortly.
     pub held_back: bool,
 }
 

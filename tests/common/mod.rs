@@ -54,6 +54,20 @@ pub async fn start_node(overrides: &[(&str, &str)]) -> TestNode {
     TestNode { node, addr, cfg }
 }
 
+/// A node whose message store the test built (and may have instrumented).
+pub async fn start_node_with_store(
+    overrides: &[(&str, &str)],
+    store: std::sync::Arc<dyn herald::store::MessageStore>,
+) -> TestNode {
+    let cfg = config(overrides);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let node = herald::server::start_with_store(cfg.clone(), listener, store)
+        .await
+        .expect("node starts");
+    let addr = node.addr;
+    TestNode { node, addr, cfg }
+}
+
 impl TestNode {
     pub fn token(&self, user: &str, ttl_s: u64) -> String {
         token_for(&self.cfg, user, None, ttl_s)
@@ -314,4 +328,26 @@ pub async fn online(node: &TestNode, user: &str) -> bool {
     let (s, v) = node.get(&format!("/api/v1/users/{user}/presence")).await;
     assert_eq!(s, 200, "{v}");
     v["online"].as_bool().unwrap()
+}
+
+/// A tiny deterministic generator (xorshift64*), so load tests are reproducible without
+/// another crate.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.max(1))
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A value in `0..n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
 }

@@ -184,7 +184,12 @@ pub async fn route_nodes(via: &HeraldProc, user: &str) -> Vec<String> {
 impl HeraldProc {
     /// Starts node `name` with the repository config plus `env` overrides.
     pub fn start(name: &str, env: &[(String, String)]) -> HeraldProc {
-        let port = free_port();
+        Self::start_on(name, env, free_port())
+    }
+
+    /// Starts node `name` on a given public port (a restart keeps its address, as behind
+    /// a load balancer).
+    pub fn start_on(name: &str, env: &[(String, String)], port: u16) -> HeraldProc {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
         cmd.args(["serve", "--config", CONFIG])
             .env("HERALD_NODE__ID", name)
@@ -237,6 +242,20 @@ impl HeraldProc {
             .status()
             .unwrap();
         assert!(ok.success(), "kill -{sig}");
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns its exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        self.signal("TERM");
+        let deadline = Instant::now() + WAIT * 3;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill9();
+        None
     }
 
     pub fn kill9(&mut self) {

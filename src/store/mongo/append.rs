@@ -6,7 +6,7 @@
 //!    decides the message: `done` → answered as a duplicate with the first id; `pending`
 //!    (the first append failed after claiming, or still runs) → this append *completes* it
 //!    under the first id and ts; past its window → deleted and claimed again.
-//! 2. **Seqs**: one `findAndModify {$inc: {seq: n}}` per distinct user, at most 16 at a
+//! 2. **Seqs**: one `findAndModify {$inc: {seq: n}, $max: {at: now}}` per distinct user, at most 16 at a
 //!    time, reserving a block of `n` seqs in batch order (a user's very first message also
 //!    inserts its counter). A completion first reads which copies the earlier append
 //!    stored; only the missing ones get seqs.
@@ -220,11 +220,15 @@ impl MongoStore {
         let op = "reserve seqs";
         let updated = call(self.op_timeout, op, || async {
             for _ in 0..2 {
+                // Stamped before the reservation, and so no earlier than this append's
+                // start: a reader takes the counter as final one budget after the latest
+                // stamp (see `read.rs`).
+                let at = to_i64(now_ms());
                 let bumped = self
                     .counters
                     .find_one_and_update(
                         doc! {"_id": user.as_str()},
-                        doc! {"$inc": {"seq": to_i64(n)}},
+                        doc! {"$inc": {"seq": to_i64(n)}, "$max": {"at": at}},
                     )
                     .return_document(ReturnDocument::After)
                     .projection(doc! {"seq": 1})

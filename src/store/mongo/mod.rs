@@ -10,7 +10,7 @@
 //! | collection | one document | indexes |
 //! | --- | --- | --- |
 //! | `messages` | one user's copy of a message: `{_id: "<id>:<user>", user, seq: long, id, frame, expires_at: Date, at: long}`; `frame` is the exact WebSocket frame, so replay is byte-identical to the live push; `at` (unix ms) is when its seq was reserved | `_id`; unique `user_seq` `{user: 1, seq: 1}` (serves every read); TTL `expires_at_ttl` `{expires_at: 1}`, expireAfterSeconds 0 |
-//! | `counters` | `{_id: user, seq: long}`, the newest seq handed out to the user | `_id` |
+//! | `counters` | `{_id: user, seq: long, at: long}`: the newest seq handed out to the user, and when (unix ms) the latest block was reserved (see `read.rs`) | `_id` |
 //! | `idempotency` | a claimed key: `{_id: key, id, ts: long, recipients: long, state: "pending" \| "done", expires_at: Date}` | `_id`; TTL `expires_at_ttl`, expireAfterSeconds 0 |
 //! | `cursors` | a device's ack position: `{_id: "<user>/<device>", user, device, seq: long}` | `_id` |
 //! | `broadcasts` | history of broadcasts: `{_id: id, frame, expires_at: Date}` | `_id`; TTL `expires_at_ttl`, expireAfterSeconds 0 |
@@ -88,7 +88,15 @@ pub struct MongoStore {
     op_timeout: Duration,
     /// Deletes messages that fell out of retention, in the background.
     trimmer: Trimmer,
+    /// Test hook run between a page's query and its verdict (see [`AfterFind`]).
+    after_find: Option<AfterFind>,
 }
+
+/// A hook a test installs to act (say, store a racing copy) right after a page's query
+/// returned and before the page is judged.
+pub type AfterFind = std::sync::Arc<
+    dyn Fn(UserId) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync,
+>;
 
 impl MongoStore {
     /// Connects, checks the server answers, and creates the collections' indexes.
@@ -152,9 +160,22 @@ impl MongoStore {
             max_per_user: cfg.max_messages_per_user as u64,
             idempotency_window_ms: cfg.idempotency_window_s.saturating_mul(1000),
             op_timeout,
+            after_find: None,
         };
         store.ensure_indexes().await?;
         Ok(store)
+    }
+
+    /// Installs a hook run after every page query (tests make races happen with it).
+    #[doc(hidden)]
+    pub fn set_after_find(&mut self, hook: AfterFind) {
+        self.after_find = Some(hook);
+    }
+
+    async fn after_find(&self, user: &UserId) {
+        if let Some(hook) = &self.after_find {
+            hook(user.clone()).await;
+        }
     }
 
     /// Creates every index of the module docs; an existing identical index is left alone.
@@ -217,7 +238,7 @@ impl MessageStore for MongoStore {
     }
 
     async fn last_seq(&self, user: &UserId) -> Result<Seq, StoreError> {
-        Ok(self.load_last_seq(user).await?)
+        Ok(self.load_counter(user).await?.seq)
     }
 
     async fn cursor(&self, user: &UserId, device: &DeviceId) -> Result<Option<Seq>, StoreError> {

@@ -1,0 +1,428 @@
+//! One actor per WebSocket connection: the actix glue around a session's parts.
+//!
+//! - [`order::Order`] decides which message frames go out and when the store is read (the
+//!   delivery promise; plain logic with its own tests);
+//! - [`outbound::Outbound`] holds the frames waiting for the socket and writes them;
+//! - this file joins the hub, runs the store reads the core asks for, answers client frames,
+//!   and keeps heartbeats and token expiry.
+//!
+//! A client that lets the outbound queue reach `session.outbound_queue` frames with live
+//! messages is closed with 4002; replay pages are read only once the queue has room.
+
+pub mod order;
+pub mod outbound;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_ws::{Message, ProtocolError};
+use tracing::{debug, info};
+
+use self::order::{Action, Limits, Order, ReadFrom};
+use self::outbound::{Finished, Out, Outbound};
+use super::cursors::CursorWriter;
+use super::hub::Hub;
+use super::messages::{Ack, CloseReason, GetCursor, Join, Leave, Push};
+use super::stats::Counters;
+use crate::auth::{unix_now, TokenVerifier};
+use crate::config::SessionConfig;
+use crate::frames::{self, ClientFrame, FrameError};
+use crate::ids::{DeviceId, NodeId, Seq, SessionId, UserId};
+use crate::store::{MessageStore, Page, StoreError};
+
+/// Longest a new session waits for its route binding before reading the store anyway.
+const BIND_WAIT: Duration = Duration::from_secs(2);
+/// Messages read from the store per replay page.
+const REPLAY_PAGE: usize = 200;
+/// Wait before re-checking the outbound queue when a read waits for room.
+const ROOM_WAIT: Duration = Duration::from_millis(5);
+
+/// What a session needs from its node, shared by all sessions.
+pub struct SessionDeps {
+    pub node: NodeId,
+    pub cfg: SessionConfig,
+    pub hub: Addr<Hub>,
+    pub cursors: Addr<CursorWriter>,
+    pub store: Arc<dyn MessageStore>,
+    pub verifier: Arc<TokenVerifier>,
+    pub counters: Arc<Counters>,
+}
+
+/// Where a new session starts delivering from.
+#[derive(Debug, Clone, Copy)]
+pub enum ResumeFrom {
+    /// `?since=N`: everything after N.
+    Since(Seq),
+    /// The device's stored ack cursor (everything retained when it has none).
+    Cursor,
+}
+
+/// The session actor.
+pub struct WsSession {
+    id: SessionId,
+    user: UserId,
+    device: DeviceId,
+    /// Unix seconds at which the token runs out unless refreshed by a ping.
+    expires_at: u64,
+    resume: ResumeFrom,
+    deps: Arc<SessionDeps>,
+    out: Outbound,
+    /// The ordering core; `None` until the route binding is written.
+    order: Option<Order>,
+    /// Last time anything arrived from the client.
+    last_heard: Instant,
+}
+
+impl WsSession {
+    pub fn new(
+        user: UserId,
+        device: DeviceId,
+        expires_at: u64,
+        resume: ResumeFrom,
+        deps: Arc<SessionDeps>,
+        sink: actix_ws::Session,
+    ) -> Self {
+        Self {
+            id: SessionId::next(),
+            user,
+            device,
+            expires_at,
+            resume,
+            deps,
+            out: Outbound::new(sink),
+            order: None,
+            last_heard: Instant::now(),
+        }
+    }
+
+    /// Starts closing: drops what is queued, sends the close frame, and stops once it is
+    /// written or after the grace period.
+    fn close(&mut self, reason: CloseReason, ctx: &mut Context<Self>) {
+        if self.out.is_closing() {
+            return;
+        }
+        debug!(session = %self.id, user = %self.user, code = reason.code(), "closing session");
+        self.out.close(reason);
+        ctx.run_later(self.deps.cfg.close_grace(), |_, ctx| ctx.stop());
+    }
+
+    fn text(&mut self, frame: bytestring::ByteString) {
+        self.out.push(Out::Text(frame));
+    }
+
+    /// Carries out what the ordering core decided.
+    fn act(&mut self, actions: Vec<Action>, ctx: &mut Context<Self>) {
+        let deps = self.deps.clone();
+        let c = &deps.counters;
+        for action in actions {
+            match action {
+                Action::Welcome { last_seq } => {
+                    let welcome = frames::welcome(
+                        &self.id.to_string(),
+                        self.deps.node.as_str(),
+                        self.user.as_str(),
+                        self.deps.cfg.heartbeat_ms,
+                        last_seq,
+                    );
+                    self.text(welcome);
+                }
+                Action::Truncated { after, resume_from } => {
+                    Counters::add(&c.truncated, resume_from - after - 1);
+                    info!(session = %self.id, user = %self.user, after, resume_from, "history truncated: seqs in between are not replayed");
+                    self.text(frames::history_truncated(after, resume_from));
+                }
+                Action::Frame { frame, .. } => {
+                    Counters::add(&c.delivered, 1);
+                    self.text(frame);
+                }
+                Action::Skipped { from, to } => {
+                    Counters::add(&c.skipped, to - from + 1);
+                    info!(session = %self.id, user = %self.user, from, to, "moving past seqs the store shows will never be stored");
+                }
+                Action::Read { from, limit, delay } => self.read(from, limit, delay, ctx),
+                Action::GiveUp => {
+                    self.text(frames::error(
+                        "store_unavailable",
+                        "missed messages could not be loaded; reconnect later to receive them",
+                    ));
+                    self.close(CloseReason::GoingAway, ctx);
+                }
+            }
+        }
+    }
+
+    /// Runs the read the core asked for, after `delay` and once the outbound queue has room
+    /// (so a long replay never holds more than a page and a queue's worth of frames).
+    fn read(&mut self, from: ReadFrom, limit: usize, delay: Duration, ctx: &mut Context<Self>) {
+        if self.out.is_closing() {
+            return;
+        }
+        if !delay.is_zero() {
+            ctx.run_later(delay, move |act, ctx| {
+                act.read(from, limit, Duration::ZERO, ctx)
+            });
+            return;
+        }
+        if self.out.len() >= self.deps.cfg.outbound_queue {
+            ctx.run_later(ROOM_WAIT, move |act, ctx| {
+                act.read(from, limit, Duration::ZERO, ctx)
+            });
+            return;
+        }
+        let deps = self.deps.clone();
+        let (user, device) = (self.user.clone(), self.device.clone());
+        ctx.spawn(
+            async move {
+                let after = match from {
+                    ReadFrom::After(s) => s,
+                    ReadFrom::DeviceCursor => deps
+                        .cursors
+                        .send(GetCursor {
+                            user: user.clone(),
+                            device,
+                        })
+                        .await
+                        .map_err(|_| StoreError::Unavailable("cursor writer stopped".into()))??
+                        .unwrap_or(0),
+                };
+                let page = deps.store.read(&user, after, limit).await?;
+                Ok::<(Seq, Page), StoreError>((after, page))
+            }
+            .into_actor(self)
+            .map(|res, act, ctx| {
+                let Some(order) = act.order.as_mut() else {
+                    return;
+                };
+                let actions = match res {
+                    Ok((after, page)) => {
+                        Counters::add(&act.deps.counters.replayed, page.messages.len() as u64);
+                        order.on_page(after, page)
+                    }
+                    Err(err) => {
+                        tracing::warn!(session = %act.id, error = %err, "store read failed");
+                        order.on_read_failed()
+                    }
+                };
+                act.act(actions, ctx);
+            }),
+        );
+    }
+
+    fn on_text(&mut self, text: &str) {
+        match ClientFrame::parse(text) {
+            Ok(ClientFrame::Ping { token }) => {
+                if let Some(token) = token {
+                    self.refresh(&token);
+                }
+                self.text(frames::pong());
+            }
+            Ok(ClientFrame::Ack { seq }) => {
+                if let Some(seq) = self.order.as_mut().and_then(|o| o.on_ack(seq)) {
+                    self.deps.cursors.do_send(Ack {
+                        user: self.user.clone(),
+                        device: self.device.clone(),
+                        seq,
+                    });
+                }
+            }
+            Err(FrameError::UnknownType(t)) => self.text(frames::error(
+                "unknown_frame",
+                &format!("unknown frame type `{t}`; expected ping or ack"),
+            )),
+            Err(FrameError::Malformed(e)) => self.text(frames::error(
+                "bad_frame",
+                &format!("frame is not a valid ping or ack: {e}"),
+            )),
+        }
+    }
+
+    /// A ping carried a token: extend the session when it is for this user and device.
+    fn refresh(&mut self, token: &str) {
+        let refused = match self.deps.verifier.verify(token) {
+            Ok(id) if id.device.as_ref().is_some_and(|d| *d != self.device) => Some((
+                "token_device_mismatch",
+                "refresh token is bound to another device; session expiry unchanged".into(),
+            )),
+            Ok(id) if id.user == self.user => {
+                self.expires_at = self.expires_at.max(id.expires_at);
+                None
+            }
+            Ok(_) => Some((
+                "token_user_mismatch",
+                "refresh token is for another user; session expiry unchanged".into(),
+            )),
+            Err(e) => Some((e.code(), format!("{e}; session expiry unchanged"))),
+        };
+        if let Some((code, message)) = refused {
+            self.text(frames::error(code, &message));
+        }
+    }
+
+    fn heartbeat(&mut self, ctx: &mut Context<Self>) {
+        if self.out.is_closing() {
+            return;
+        }
+        if self.last_heard.elapsed() > self.deps.cfg.heartbeat_timeout() {
+            Counters::add(&self.deps.counters.heartbeat_timeouts, 1);
+            self.close(CloseReason::HeartbeatTimeout, ctx);
+        } else if unix_now() > self.expires_at + self.deps.verifier.leeway_s {
+            self.close(CloseReason::AuthExpired, ctx);
+        } else {
+            self.out.push(Out::Ping);
+        }
+    }
+
+    /// Starts the ordering core once the route binding is written.
+    fn begin(&mut self, ctx: &mut Context<Self>) {
+        let cfg = &self.deps.cfg;
+        let limits = Limits {
+            page_size: REPLAY_PAGE.min(cfg.replay_limit),
+            replay_limit: cfg.replay_limit as u64,
+            pending_cap: cfg.outbound_queue,
+        };
+        let resume = match self.resume {
+            ResumeFrom::Since(s) => Some(s),
+            ResumeFrom::Cursor => None,
+        };
+        let (order, first) = Order::start(resume, limits);
+        self.order = Some(order);
+        self.act(vec![first], ctx);
+    }
+}
+
+impl Actor for WsSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.deps.cfg.outbound_queue);
+        Counters::add(&self.deps.counters.sessions_opened, 1);
+        Counters::add(&self.deps.counters.sessions_live, 1);
+        let (bound, is_bound) = tokio::sync::oneshot::channel();
+        self.deps.hub.do_send(Join {
+            user: self.user.clone(),
+            device: self.device.clone(),
+            session: self.id,
+            push: ctx.address().recipient(),
+            bound,
+        });
+        ctx.spawn(Writer);
+        // Expiry and silence are checked more often than the ping interval so that a short
+        // heartbeat timeout (tests) or an expiring token is acted on promptly.
+        let tick = (self.deps.cfg.heartbeat() / 2).max(Duration::from_millis(10));
+        let mut since_ping = Duration::ZERO;
+        ctx.run_interval(tick, move |act, ctx| {
+            since_ping += tick;
+            if act.last_heard.elapsed() > act.deps.cfg.heartbeat_timeout()
+                || unix_now() > act.expires_at + act.deps.verifier.leeway_s
+                || since_ping >= act.deps.cfg.heartbeat()
+            {
+                since_ping = Duration::ZERO;
+                act.heartbeat(ctx);
+            }
+        });
+        // Read the store only once the route is bound (see `Join`); a slow route table
+        // delays the replay by at most BIND_WAIT.
+        ctx.spawn(
+            async move {
+                let _ = tokio::time::timeout(BIND_WAIT, is_bound).await;
+            }
+            .into_actor(self)
+            .map(|(), act, ctx| act.begin(ctx)),
+        );
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        Counters::sub(&self.deps.counters.sessions_live, 1);
+        self.deps.hub.do_send(Leave {
+            user: self.user.clone(),
+            session: self.id,
+        });
+    }
+}
+
+impl Handler<Push> for WsSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: Push, ctx: &mut Self::Context) {
+        if self.out.is_closing() {
+            return;
+        }
+        match msg {
+            Push::Message { seq, frame } => {
+                // Before the core starts (route not bound yet) a push needs no hold: the
+                // first read starts later and finds it in the store.
+                let Some(order) = self.order.as_mut() else {
+                    return;
+                };
+                let actions = order.on_push(seq, frame);
+                self.act(actions, ctx);
+            }
+            Push::Broadcast(frame) => {
+                Counters::add(&self.deps.counters.delivered, 1);
+                self.text(frame);
+            }
+            Push::Close(reason) => self.close(reason, ctx),
+        }
+        if self.out.len() > self.deps.cfg.outbound_queue {
+            Counters::add(&self.deps.counters.slow_consumers, 1);
+            self.close(CloseReason::SlowConsumer, ctx);
+        }
+    }
+}
+
+impl StreamHandler<Result<Message, ProtocolError>> for WsSession {
+    fn handle(&mut self, item: Result<Message, ProtocolError>, ctx: &mut Self::Context) {
+        self.last_heard = Instant::now();
+        if self.out.is_closing() {
+            return;
+        }
+        match item {
+            Ok(Message::Text(text)) => self.on_text(&text),
+            Ok(Message::Binary(_)) => self.text(frames::error(
+                "binary_not_supported",
+                "send JSON text frames",
+            )),
+            Ok(Message::Ping(bytes)) => self.out.push(Out::Pong(bytes)),
+            Ok(Message::Pong(_)) | Ok(Message::Nop) => {}
+            Ok(Message::Close(_)) => self.close(CloseReason::Normal, ctx),
+            Ok(Message::Continuation(_)) => self.text(frames::error(
+                "fragmented_not_supported",
+                "send each frame unfragmented",
+            )),
+            Err(ProtocolError::Overflow) => self.close(CloseReason::FrameTooBig, ctx),
+            Err(err) => {
+                debug!(session = %self.id, error = %err, "websocket protocol error");
+                self.close(CloseReason::ProtocolError, ctx);
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        // The client went away (TCP closed); nothing more can be written.
+        ctx.stop();
+    }
+}
+
+/// Drives [`Outbound::poll_write`] inside the session's own task; stops the actor once the
+/// close frame is out or the socket broke.
+struct Writer;
+
+impl ActorFuture<WsSession> for Writer {
+    type Output = ();
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        act: &mut WsSession,
+        ctx: &mut Context<WsSession>,
+        task: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        match act.out.poll_write(task) {
+            std::task::Poll::Pending => std::task::Poll::Pending,
+            std::task::Poll::Ready(Finished::Closed | Finished::Broken) => {
+                ctx.stop();
+                std::task::Poll::Ready(())
+            }
+        }
+    }
+}
