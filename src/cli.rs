@@ -1,4 +1,4 @@
-//! Command line: `herald serve`, `herald token`, `herald bench`.
+//! Command line: `herald serve` and `herald token` (the load generator is `herald-bench`).
 //!
 //! Errors print one line naming what is wrong and exit non-zero: 2 for bad input
 //! (arguments, config), 1 for runtime failures.
@@ -40,11 +40,6 @@ enum Command {
         #[arg(long, short, default_value = "config.toml")]
         config: PathBuf,
     },
-    /// Load generator: connections, targeted and broadcast publishing, latency.
-    Bench(crate::bench::BenchArgs),
-    /// Internal: one bench client process (started by `herald bench`).
-    #[command(hide = true)]
-    BenchWorker(crate::bench::WorkerArgs),
 }
 
 /// Parses `90s`, `15m`, `1h`, `7d` or plain seconds.
@@ -137,8 +132,6 @@ pub fn main() -> ExitCode {
                 }
             }
         }
-        Command::Bench(args) => crate::bench::run(args),
-        Command::BenchWorker(args) => crate::bench::run_worker(args),
     }
 }
 

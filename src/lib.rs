@@ -7,7 +7,6 @@
 
 pub mod actors;
 pub mod auth;
-pub mod bench;
 pub mod cli;
 pub mod cluster;
 pub mod config;

@@ -1,10 +1,10 @@
-//! `herald bench`: load generator that opens many WebSocket clients, publishes through the
+//! `herald-bench run`: load generator that opens many WebSocket clients, publishes through the
 //! REST API at a fixed rate and reports throughput, loss, latency and server memory.
 //!
 //! # How it runs
 //!
-//! The coordinator (`herald bench`) starts `ceil(conns / conns-per-worker)` copies of itself
-//! as `herald bench-worker` (one process per ~10 000 sockets: a process may hold at most
+//! The coordinator (`herald-bench run`) starts `ceil(conns / conns-per-worker)` copies of itself
+//! as `herald-bench worker` (one process per ~10 000 sockets: a process may hold at most
 //! 20 000 open files). Each worker, on a current-thread runtime, connects its share of users
 //! `<user-prefix><i>` from source addresses 127.0.0.2, .3, … (round-robin; with
 //! `IP_BIND_ADDRESS_NO_PORT` the port is picked at connect time, so each source address
@@ -77,7 +77,7 @@
 //! # Example
 //!
 //! ```text
-//! herald bench --conns 10000 --server-pid $(pgrep -n herald) --mode targeted \
+//! herald-bench run --conns 10000 --server-pid $(pgrep -n herald) --mode targeted \
 //!     --messages 150000 --rate 15000
 //! ```
 
@@ -121,7 +121,7 @@ pub enum Mode {
     None,
 }
 
-/// Arguments of `herald bench`.
+/// Arguments of `herald-bench run`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
     /// Server addresses, comma separated (loopback only); connections and publishes are
@@ -187,7 +187,7 @@ pub struct BenchArgs {
     pub config: Option<PathBuf>,
 }
 
-/// Arguments of the hidden `herald bench-worker` (set by the coordinator).
+/// Arguments of the hidden `herald-bench worker` (set by the coordinator).
 #[derive(clap::Args, Debug, Clone)]
 pub struct WorkerArgs {
     /// Worker number, for log lines.
@@ -224,12 +224,12 @@ pub struct WorkerArgs {
     pub config: Option<PathBuf>,
 }
 
-/// `herald bench`.
+/// `herald-bench run`.
 pub fn run(args: BenchArgs) -> ExitCode {
     coordinator::run(args)
 }
 
-/// `herald bench-worker`.
+/// `herald-bench worker`.
 pub fn run_worker(args: WorkerArgs) -> ExitCode {
     worker::run(args)
 }

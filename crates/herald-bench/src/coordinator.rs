@@ -1,4 +1,4 @@
-//! `herald bench` itself: checks the flags, starts the worker processes, drives the phases
+//! `herald-bench run` itself: checks the flags, starts the worker processes, drives the phases
 //! (connect, idle, publish, drain, finish) with a deadline each, prints progress on stderr
 //! and the report on stdout. It opens no WebSocket itself; it publishes.
 
@@ -28,12 +28,12 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// handshakes still running at the deadline).
 const READY_SLACK: Duration = Duration::from_secs(15);
 
-/// `herald bench`.
+/// `herald-bench run`.
 pub fn run(args: BenchArgs) -> ExitCode {
     let setup = match setup(args) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("herald bench: {e}");
+            eprintln!("herald-bench: {e}");
             return ExitCode::from(2);
         }
     };
@@ -43,7 +43,7 @@ pub fn run(args: BenchArgs) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("herald bench: cannot start runtime: {e}");
+            eprintln!("herald-bench: cannot start runtime: {e}");
             return ExitCode::from(1);
         }
     };
@@ -58,7 +58,7 @@ pub fn run(args: BenchArgs) -> ExitCode {
         let mut run = match Run::start(setup) {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("herald bench: {e}");
+                eprintln!("herald-bench: {e}");
                 return ExitCode::from(1);
             }
         };
@@ -142,7 +142,7 @@ impl Run {
             let first = id * a.conns_per_worker;
             let count = a.conns_per_worker.min(a.conns - first);
             let mut cmd = Command::new(&exe);
-            cmd.arg("bench-worker")
+            cmd.arg("worker")
                 .args(["--id", &id.to_string()])
                 .args(["--targets", &targets])
                 .args(["--first-user", &first.to_string()])

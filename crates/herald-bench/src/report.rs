@@ -1,4 +1,4 @@
-//! The final JSON report of `herald bench`: one object, one line, on stdout; field order is
+//! The final JSON report of `herald-bench run`: one object, one line, on stdout; field order is
 //! the order of the phases.
 
 use std::collections::BTreeMap;
@@ -54,7 +54,7 @@ impl LatencyMs {
     }
 }
 
-/// Everything `herald bench` measured.
+/// Everything `herald-bench run` measured.
 #[derive(Debug, Serialize, Default)]
 pub struct Report {
     pub mode: Option<Mode>,

@@ -1,4 +1,4 @@
-//! One bench worker process (`herald bench-worker`): mints tokens, opens its share of the
+//! One bench worker process (`herald-bench worker`): mints tokens, opens its share of the
 //! connections ([`conn`]) a bounded number at a time, reports over stdout, and finishes when
 //! told to, when its stdin closes or when its lifetime runs out. It never publishes and
 //! never decides when a phase ends (the coordinator does).
@@ -18,9 +18,9 @@ use super::histogram::Histogram;
 use super::protocol::{emit, Progress, Reasons, WorkerEvent, WorkerSummary, FINISH};
 use super::sys::{cpu_secs, open_files_limit, rss_bytes};
 use super::{WorkerArgs, WORKER_SECRET_ENV};
-use crate::auth::TokenMinter;
-use crate::config::{AuthConfig, Config};
-use crate::ids::UserId;
+use herald::auth::TokenMinter;
+use herald::config::{AuthConfig, Config};
+use herald::ids::UserId;
 
 /// How often progress lines are printed.
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
@@ -110,7 +110,7 @@ fn minter(args: &WorkerArgs) -> Result<TokenMinter, String> {
     TokenMinter::from_config(&auth).map_err(|e| e.to_string())
 }
 
-/// Entry point of `herald bench-worker`.
+/// Entry point of `herald-bench worker`.
 pub fn run(args: WorkerArgs) -> ExitCode {
     let minter = match minter(&args) {
         Ok(m) => m,

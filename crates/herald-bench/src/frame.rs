@@ -110,7 +110,7 @@ fn parse_slow(text: &str) -> Option<MessageFrame> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frames::MessageParts;
+    use herald::frames::MessageParts;
 
     fn both(text: &str) -> (Option<MessageFrame>, Option<MessageFrame>) {
         (scan(text), parse_slow(text))

@@ -1,4 +1,4 @@
-//! Checking and resolving the flags of `herald bench` before anything starts: loopback
+//! Checking and resolving the flags of `herald-bench run` before anything starts: loopback
 //! targets, ids, token key and API key (from flags or a Herald config), source addresses
 //! and the run id. Bad input is reported here as one line, with exit code 2.
 
@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 
 use super::sys::{loopback_target, rss_bytes, unix_micros};
 use super::BenchArgs;
-use crate::auth::TokenMinter;
-use crate::config::{AuthConfig, Config};
-use crate::ids::{DeviceId, UserId};
+use herald::auth::TokenMinter;
+use herald::config::{AuthConfig, Config};
+use herald::ids::{DeviceId, UserId};
 
 /// Connections one source address can hold (the ephemeral port range is ~28 000).
 const CONNS_PER_SOURCE_ADDR: u64 = 20_000;

@@ -1,0 +1,33 @@
+//! `herald-bench`: the load generator's command line. `run` is the coordinator; `worker`
+//! (hidden) is one client process the coordinator starts.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "herald-bench",
+    version,
+    about = "Load generator for Herald: connections, publishing, latency, server memory"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a benchmark against one or more nodes.
+    Run(herald_bench::BenchArgs),
+    /// Internal: one client process (started by `run`).
+    #[command(hide = true)]
+    Worker(herald_bench::WorkerArgs),
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Run(args) => herald_bench::run(args),
+        Command::Worker(args) => herald_bench::run_worker(args),
+    }
+}
