@@ -3,7 +3,6 @@
 //! The algorithm comes from config only; a token whose header names another algorithm
 //! (including `none`) is refused. Verification never touches the network.
 
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -107,13 +106,6 @@ fn read_key(path: &str) -> Result<Vec<u8>, KeyError> {
         path: path.into(),
         source,
     })
-}
-
-/// Current unix time in seconds.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 impl TokenVerifier {
@@ -224,7 +216,7 @@ impl TokenMinter {
 
     /// A token for `user` valid for `ttl_s` seconds, optionally bound to `device`.
     pub fn mint(&self, user: &UserId, device: Option<&DeviceId>, ttl_s: u64) -> String {
-        let now = unix_now();
+        let now = crate::clock::now_s();
         let claims = Claims {
             sub: user.to_string(),
             exp: now + ttl_s,

@@ -8,6 +8,7 @@
 pub mod actors;
 pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod frames;

@@ -34,7 +34,8 @@ use crate::routes::RouteTable;
 use crate::store::batcher::Appender;
 use crate::store::memory::MemoryStore;
 use crate::store::mongo::MongoStore;
-use crate::store::{now_ms, MessageStore};
+use crate::clock::now_ms;
+use crate::store::MessageStore;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]

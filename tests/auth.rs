@@ -5,7 +5,7 @@ mod common;
 
 use base64::Engine;
 use common::*;
-use herald::auth::unix_now;
+use herald::clock::now_s;
 
 fn b64(s: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
@@ -68,7 +68,7 @@ async fn token_with_bad_signature_is_refused() {
     let t = hs(
         jsonwebtoken::Algorithm::HS256,
         "some-other-secret-0123456789",
-        serde_json::json!({"sub": "a", "exp": unix_now() + 60}),
+        serde_json::json!({"sub": "a", "exp": now_s() + 60}),
     );
     let (status, body) = refused(&node, &format!("token={t}")).await;
     assert_eq!(status, 401);
@@ -85,7 +85,7 @@ async fn expired_token_is_refused() {
     let t = hs(
         jsonwebtoken::Algorithm::HS256,
         SECRET,
-        serde_json::json!({"sub": "a", "exp": unix_now() - 120}),
+        serde_json::json!({"sub": "a", "exp": now_s() - 120}),
     );
     let (status, body) = refused(&node, &format!("token={t}")).await;
     assert_eq!(status, 401);
@@ -98,7 +98,7 @@ async fn token_with_another_algorithm_is_refused() {
     let t = hs(
         jsonwebtoken::Algorithm::HS512,
         SECRET,
-        serde_json::json!({"sub": "a", "exp": unix_now() + 60}),
+        serde_json::json!({"sub": "a", "exp": now_s() + 60}),
     );
     let (status, body) = refused(&node, &format!("token={t}")).await;
     assert_eq!(status, 401);
@@ -114,7 +114,7 @@ async fn token_with_another_algorithm_is_refused() {
 #[actix_rt::test]
 async fn unsigned_alg_none_token_is_refused() {
     let node = start_node(&[]).await;
-    let claims = serde_json::json!({"sub": "a", "exp": unix_now() + 60}).to_string();
+    let claims = serde_json::json!({"sub": "a", "exp": now_s() + 60}).to_string();
     let t = format!("{}.{}.", b64(r#"{"alg":"none","typ":"JWT"}"#), b64(&claims));
     let (status, body) = refused(&node, &format!("token={t}")).await;
     assert_eq!(status, 401);
@@ -133,7 +133,7 @@ async fn token_without_exp_or_with_invalid_subject_is_refused() {
     let bad_sub = hs(
         jsonwebtoken::Algorithm::HS256,
         SECRET,
-        serde_json::json!({"sub": "not a user!", "exp": unix_now() + 60}),
+        serde_json::json!({"sub": "not a user!", "exp": now_s() + 60}),
     );
     let (status, body) = refused(&node, &format!("token={bad_sub}")).await;
     assert_eq!(status, 401);
@@ -150,7 +150,7 @@ async fn wrong_audience_is_refused_and_right_audience_accepted() {
     let wrong = hs(
         jsonwebtoken::Algorithm::HS256,
         SECRET,
-        serde_json::json!({"sub": "a", "exp": unix_now() + 60, "aud": "other"}),
+        serde_json::json!({"sub": "a", "exp": now_s() + 60, "aud": "other"}),
     );
     let (status, body) = refused(&node, &format!("token={wrong}")).await;
     assert_eq!(status, 401);
@@ -161,13 +161,13 @@ async fn wrong_audience_is_refused_and_right_audience_accepted() {
     let missing = hs(
         jsonwebtoken::Algorithm::HS256,
         SECRET,
-        serde_json::json!({"sub": "a", "exp": unix_now() + 60}),
+        serde_json::json!({"sub": "a", "exp": now_s() + 60}),
     );
     assert_eq!(refused(&node, &format!("token={missing}")).await.0, 401);
     let listed = hs(
         jsonwebtoken::Algorithm::HS256,
         SECRET,
-        serde_json::json!({"sub": "a", "exp": unix_now() + 60, "aud": ["other", "herald"]}),
+        serde_json::json!({"sub": "a", "exp": now_s() + 60, "aud": ["other", "herald"]}),
     );
     let mut ok = Ws::connect(&node.ws_url(&format!("token={listed}")))
         .await
@@ -263,7 +263,7 @@ async fn rs256_and_es256_keys_from_pem_files_verify_tokens() {
         let forged = hs(
             jsonwebtoken::Algorithm::HS256,
             &pem,
-            serde_json::json!({"sub": "k", "exp": unix_now() + 60}),
+            serde_json::json!({"sub": "k", "exp": now_s() + 60}),
         );
         assert_eq!(
             refused(&node, &format!("token={forged}")).await.0,

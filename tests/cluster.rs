@@ -236,7 +236,7 @@ async fn forged_stale_or_replayed_internal_requests_are_rejected() {
             .content_type("application/json")
             .send_body(body.clone())
     };
-    let now = herald::store::now_ms();
+    let now = herald::clock::now_ms();
     let unsigned = client.post(&url).send_body(body.clone()).await.unwrap();
     assert_eq!(unsigned.status().as_u16(), 401);
     let forged = post(

@@ -132,6 +132,6 @@ fn minted_token_carries_user_device_and_expiry() {
         .unwrap();
     assert_eq!(id.user.as_str(), "amy");
     assert_eq!(id.device.unwrap().as_str(), "tablet");
-    let left = id.expires_at - herald::auth::unix_now();
+    let left = id.expires_at - herald::clock::now_s();
     assert!((7190..=7200).contains(&left), "{left}");
 }

@@ -18,7 +18,7 @@ use super::messages::{
 use super::stats::{Counters, HubStats};
 use crate::ids::{DeviceId, NodeId, SessionId, UserId};
 use crate::routes::RouteTable;
-use crate::store::now_ms;
+use crate::clock::now_ms;
 
 /// How often pending route binds/unbinds are written, as one batch.
 pub const ROUTE_FLUSH: Duration = Duration::from_millis(50);

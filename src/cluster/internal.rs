@@ -17,7 +17,8 @@ use crate::actors::messages::{counted_deliver, Broadcast};
 use crate::actors::stats::Counters;
 use crate::http::error::ApiError;
 use crate::ids::{Seq, UserId};
-use crate::store::{now_ms, Delivery};
+use crate::clock::now_ms;
+use crate::store::Delivery;
 
 /// Largest forward body accepted.
 pub const MAX_BODY: usize = 64 * 1024 * 1024;

@@ -21,7 +21,8 @@ use crate::actors::stats::Counters;
 use crate::config::ClusterConfig;
 use crate::ids::{NodeId, UserId};
 use crate::routes::RouteTable;
-use crate::store::{now_ms, Delivery};
+use crate::clock::now_ms;
+use crate::store::Delivery;
 
 /// Most envelopes in one forward POST.
 pub const MAX_BATCH: usize = 2000;

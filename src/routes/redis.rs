@@ -34,7 +34,7 @@ use super::{RouteError, RouteTable};
 use crate::cluster::{LivePeers, NodeInfo};
 use crate::config::RoutesConfig;
 use crate::ids::{NodeId, UserId};
-use crate::store::now_ms;
+use crate::clock::now_ms;
 
 /// Most commands sent in one pipelined round.
 const PIPELINE_CHUNK: usize = 3000;

@@ -11,9 +11,10 @@ use async_trait::async_trait;
 use bytestring::ByteString;
 
 use super::{
-    new_message_id, now_ms, Accepted, CursorUpdate, Delivery, MessageStore, NewMessage, Page,
+    new_message_id, Accepted, CursorUpdate, Delivery, MessageStore, NewMessage, Page,
     StoreError, Target,
 };
+use crate::clock::now_ms;
 use crate::config::StoreConfig;
 use crate::frames::MessageParts;
 use crate::ids::{DeviceId, Seq, UserId};

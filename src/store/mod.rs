@@ -9,7 +9,6 @@ pub mod memory;
 pub mod mongo;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytestring::ByteString;
@@ -114,13 +113,6 @@ pub trait MessageStore: Send + Sync + 'static {
     async fn health(&self) -> Result<(), StoreError>;
     /// Short backend name for logs and stats.
     fn name(&self) -> &'static str;
-}
-
-/// Current unix time in milliseconds.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A fresh, time-ordered message id.

@@ -25,7 +25,8 @@ use super::cursors::CursorWriter;
 use super::hub::Hub;
 use super::messages::{Ack, CloseReason, GetCursor, Join, Leave, Push};
 use super::stats::Counters;
-use crate::auth::{unix_now, TokenVerifier};
+use crate::auth::TokenVerifier;
+use crate::clock::now_s;
 use crate::config::SessionConfig;
 use crate::frames::{self, ClientFrame, FrameError};
 use crate::ids::{DeviceId, NodeId, Seq, SessionId, UserId};
@@ -266,7 +267,7 @@ impl WsSession {
         if self.last_heard.elapsed() > self.deps.cfg.heartbeat_timeout() {
             Counters::add(&self.deps.counters.heartbeat_timeouts, 1);
             self.close(CloseReason::HeartbeatTimeout, ctx);
-        } else if unix_now() > self.expires_at + self.deps.verifier.leeway_s {
+        } else if now_s() > self.expires_at + self.deps.verifier.leeway_s {
             self.close(CloseReason::AuthExpired, ctx);
         } else {
             self.out.push(Out::Ping);
@@ -314,7 +315,7 @@ impl Actor for WsSession {
         ctx.run_interval(tick, move |act, ctx| {
             since_ping += tick;
             if act.last_heard.elapsed() > act.deps.cfg.heartbeat_timeout()
-                || unix_now() > act.expires_at + act.deps.verifier.leeway_s
+                || now_s() > act.expires_at + act.deps.verifier.leeway_s
                 || since_ping >= act.deps.cfg.heartbeat()
             {
                 since_ping = Duration::ZERO;

@@ -42,7 +42,8 @@ use super::error::{duplicate_indices, is_duplicate_key, MongoError};
 use super::{call, seq_field, to_i64, MongoStore};
 use crate::frames::MessageParts;
 use crate::ids::{Seq, UserId};
-use crate::store::{new_message_id, now_ms, Accepted, Delivery, NewMessage, Target};
+use crate::clock::now_ms;
+use crate::store::{new_message_id, Accepted, Delivery, NewMessage, Target};
 
 /// Counter increments in flight at once for one batch.
 const COUNTER_CONCURRENCY: usize = 16;
