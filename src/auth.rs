@@ -3,7 +3,6 @@
 //! The algorithm comes from config only; a token whose header names another algorithm
 //! (including `none`) is refused. Verification never touches the network.
 
-
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 

@@ -1,4 +1,5 @@
-//! Wire frames: server-to-client JSON encoding and client-to-server parsing.
+//! Wire frames: server-to-client JSON encoding, client-to-server parsing, and the close
+//! codes ([`CloseReason`]) a session ends with.
 //!
 //! A message frame is built once per recipient user from pieces serialized once per
 //! message ([`MessageParts`]), so fan-out never re-encodes the payload.
@@ -148,6 +149,57 @@ impl ClientFrame {
                     _ => Err(FrameError::Malformed(e.to_string())),
                 }
             }
+        }
+    }
+}
+
+/// Why a session is being closed; each maps to one WebSocket close code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// 1001: the node is draining; reconnect elsewhere.
+    GoingAway,
+    /// 4001: the token expired and was not refreshed.
+    AuthExpired,
+    /// 4002: the client does not read fast enough.
+    SlowConsumer,
+    /// 4003: a node limit or policy.
+    Policy,
+    /// 4008: no traffic from the client within the heartbeat timeout.
+    HeartbeatTimeout,
+    /// 1009: a client frame over the size limit.
+    FrameTooBig,
+    /// 1002: the client broke the WebSocket protocol.
+    ProtocolError,
+    /// 1000: the client closed.
+    Normal,
+}
+
+impl CloseReason {
+    /// The WebSocket close code.
+    pub fn code(self) -> u16 {
+        match self {
+            CloseReason::GoingAway => 1001,
+            CloseReason::AuthExpired => 4001,
+            CloseReason::SlowConsumer => 4002,
+            CloseReason::Policy => 4003,
+            CloseReason::HeartbeatTimeout => 4008,
+            CloseReason::FrameTooBig => 1009,
+            CloseReason::ProtocolError => 1002,
+            CloseReason::Normal => 1000,
+        }
+    }
+
+    /// The close reason text (short: control frames carry at most 123 bytes of it).
+    pub fn text(self) -> &'static str {
+        match self {
+            CloseReason::GoingAway => "server going away, reconnect",
+            CloseReason::AuthExpired => "token expired",
+            CloseReason::SlowConsumer => "slow consumer",
+            CloseReason::Policy => "policy violation",
+            CloseReason::HeartbeatTimeout => "heartbeat timeout",
+            CloseReason::FrameTooBig => "frame too big",
+            CloseReason::ProtocolError => "protocol error",
+            CloseReason::Normal => "bye",
         }
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod actors;
 pub mod auth;
+pub mod bindings;
 pub mod cli;
 pub mod clock;
 pub mod cluster;
@@ -14,6 +15,8 @@ pub mod config;
 pub mod frames;
 pub mod http;
 pub mod ids;
-pub mod routes;
+pub mod ingest;
+pub mod metrics;
+pub mod redis;
 pub mod server;
 pub mod store;

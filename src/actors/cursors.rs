@@ -1,4 +1,5 @@
-//! Batches per-device ack cursors into one store write per flush interval.
+//! Batches per-device ack cursors into one store write per flush interval; reached through
+//! [`CursorsHandle`], its messages are private to this module.
 //!
 //! Acks arrive at client speed; the store sees at most one `save_cursors` call per
 //! `store.cursor_flush_ms`. A resume point asked for before its ack is written is answered
@@ -11,14 +12,67 @@ use std::time::Duration;
 use actix::prelude::*;
 use tracing::warn;
 
-use super::messages::{Ack, FlushCursors, GetCursor};
 use crate::ids::{DeviceId, Seq, UserId};
 use crate::store::{CursorUpdate, MessageStore, StoreError};
 
 type Key = (UserId, DeviceId);
 
+/// This device has handled everything up to `seq`.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Ack {
+    user: UserId,
+    device: DeviceId,
+    seq: Seq,
+}
+
+/// The device's resume point, including acks not yet written.
+#[derive(Message)]
+#[rtype(result = "Result<Option<Seq>, StoreError>")]
+struct GetCursor {
+    user: UserId,
+    device: DeviceId,
+}
+
+/// Write everything pending now (drain).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct FlushCursors;
+
+/// The node's way to its cursor writer.
+#[derive(Clone)]
+pub struct CursorsHandle(Addr<CursorWriter>);
+
+impl CursorsHandle {
+    /// Starts the writer on `arbiter`; it writes at most once per `every`.
+    pub fn start(arbiter: &ArbiterHandle, store: Arc<dyn MessageStore>, every: Duration) -> Self {
+        Self(CursorWriter::start_in_arbiter(arbiter, move |_| {
+            CursorWriter::new(store, every)
+        }))
+    }
+
+    /// Records a cumulative ack (written with the next flush).
+    pub fn ack(&self, user: UserId, device: DeviceId, seq: Seq) {
+        self.0.do_send(Ack { user, device, seq });
+    }
+
+    /// The device's resume point: the stored cursor or a newer ack not yet written.
+    pub async fn cursor(&self, user: UserId, device: DeviceId) -> Result<Option<Seq>, StoreError> {
+        self.0
+            .send(GetCursor { user, device })
+            .await
+            .map_err(|_| StoreError::Unavailable("cursor writer stopped".into()))?
+    }
+
+    /// Writes everything pending; answers once the write finished. False when the writer
+    /// had already stopped.
+    pub async fn flush(&self) -> bool {
+        self.0.send(FlushCursors).await.is_ok()
+    }
+}
+
 /// The cursor-writer actor; one per node.
-pub struct CursorWriter {
+struct CursorWriter {
     store: Arc<dyn MessageStore>,
     flush_every: Duration,
     /// Acks not yet handed to the store.
@@ -29,7 +83,7 @@ pub struct CursorWriter {
 }
 
 impl CursorWriter {
-    pub fn new(store: Arc<dyn MessageStore>, flush_every: Duration) -> Self {
+    fn new(store: Arc<dyn MessageStore>, flush_every: Duration) -> Self {
         Self {
             store,
             flush_every,

@@ -1,10 +1,12 @@
-//! The node's actors: one [`session::WsSession`] per WebSocket, the [`hub::Hub`] that knows
-//! which local sessions belong to which user, the [`dispatcher::Dispatcher`] that routes
-//! stored messages, and the [`cursors::CursorWriter`] that batches ack-cursor writes.
+//! The node's actors, each behind a handle whose messages are private to its module: one
+//! session per WebSocket (`session`), the [`hub::HubHandle`] that knows which local sessions
+//! belong to which user, the [`dispatch::DispatchHandle`] that routes stored messages (with
+//! one forwarding actor per peer node, `peer`), the [`cursors::CursorsHandle`] that batches
+//! ack-cursor writes, and the `keeper` tasks that keep liveness and bindings fresh in Redis.
 
 pub mod cursors;
-pub mod dispatcher;
+pub mod dispatch;
 pub mod hub;
-pub mod messages;
+pub mod keeper;
+pub mod peer;
 pub mod session;
-pub mod stats;

@@ -1,8 +1,11 @@
-//! Cluster plumbing: who the live peers are, how node-to-node requests are signed, the
-//! per-peer forwarding actors and the internal `/internal/v1/deliver` endpoint.
+//! Cluster membership in one place: what a node publishes about itself ([`NodeInfo`]),
+//! which peers are alive ([`LivePeers`], refreshed from `membership.rs`), how node-to-node
+//! requests are signed (`sign.rs`) and what a forward looks like on the wire
+//! (`forward.rs`). The forwarding actors live in `actors::peer`, the endpoint that receives
+//! forwards in `http::internal`.
 
-pub mod internal;
-pub mod peer;
+pub mod forward;
+pub mod membership;
 pub mod sign;
 
 use std::collections::HashMap;
@@ -23,8 +26,8 @@ pub struct NodeInfo {
     pub started_ms: u64,
 }
 
-/// The set of nodes whose liveness key was present at the last refresh, shared between the
-/// route table (which filters lookups by it) and the dispatchers (which need addresses).
+/// The set of nodes whose liveness key was present at the last refresh: dispatch forwards
+/// only to these (and needs their addresses), presence reports only these.
 #[derive(Debug, Default, Clone)]
 pub struct LivePeers {
     inner: Arc<RwLock<PeersView>>,
@@ -32,7 +35,7 @@ pub struct LivePeers {
 
 #[derive(Debug, Default)]
 struct PeersView {
-    /// False until the first successful refresh: lookups are not filtered before it.
+    /// False until the first successful refresh: every node counts as live before it.
     loaded: bool,
     nodes: HashMap<NodeId, NodeInfo>,
 }
@@ -75,10 +78,60 @@ impl LivePeers {
         self.read().nodes.get(id).cloned()
     }
 
+    /// Keeps only the live nodes of `nodes`.
+    pub fn retain_live(&self, nodes: &mut Vec<NodeId>) {
+        let v = self.read();
+        if v.loaded {
+            nodes.retain(|n| v.nodes.contains_key(n));
+        }
+    }
+
     /// Every live node.
     pub fn all(&self) -> Vec<NodeInfo> {
         let mut v: Vec<NodeInfo> = self.read().nodes.values().cloned().collect();
         v.sort_by(|a, b| a.id.cmp(&b.id));
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(id: &str) -> NodeInfo {
+        NodeInfo {
+            id: NodeId::parse(id).unwrap(),
+            internal: format!("{id}:1"),
+            public: format!("{id}:2"),
+            started_ms: 0,
+        }
+    }
+
+    #[test]
+    fn every_node_counts_as_live_until_the_first_refresh() {
+        let live = LivePeers::default();
+        let n1 = NodeId::parse("n1").unwrap();
+        assert!(live.is_live(&n1));
+        let mut nodes = vec![n1.clone()];
+        live.retain_live(&mut nodes);
+        assert_eq!(nodes, vec![n1]);
+    }
+
+    #[test]
+    fn a_refresh_reports_the_nodes_that_went_away() {
+        let live = LivePeers::default();
+        let (a, b) = (info("a"), info("b"));
+        live.replace(HashMap::from([
+            (a.id.clone(), a.clone()),
+            (b.id.clone(), b.clone()),
+        ]));
+        let gone = live.replace(HashMap::from([(a.id.clone(), a.clone())]));
+        assert_eq!(gone, vec![b.id.clone()]);
+        assert!(!live.is_live(&b.id));
+        let mut nodes = vec![a.id.clone(), b.id.clone()];
+        live.retain_live(&mut nodes);
+        assert_eq!(nodes, vec![a.id.clone()]);
+        assert!(live.remove(&a.id));
+        assert!(live.all().is_empty());
     }
 }

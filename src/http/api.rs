@@ -1,46 +1,22 @@
 //! Producer REST API: ingest, batch ingest, history and presence, behind API keys.
 //!
-//! A 202 is answered only after the store accepted the message; dispatch happens after
-//! that and never fails the request (a message that cannot be pushed now is replayed on the
-//! device's next connection).
+//! Each handler checks the key, parses the request and hands it to one service
+//! ([`crate::ingest::Ingest`], the store or the hub), then answers. A 202 is answered only
+//! after the store accepted the message.
 
 use std::collections::HashMap;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
-use serde::Deserialize;
-use serde_json::value::RawValue;
 
 use super::error::ApiError;
-use super::ws::bearer;
-use super::AppState;
-use crate::actors::messages::Presence;
-use crate::actors::stats::Counters;
-use crate::config::IngestConfig;
+use super::{bearer, AppState};
 use crate::ids::UserId;
-use crate::store::{Accepted, NewMessage, Target};
+use crate::store::Accepted;
 
-/// Longest topic accepted, characters.
-pub const MAX_TOPIC_LEN: usize = 128;
-/// Longest idempotency key accepted, bytes.
-pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
 /// Most messages one history request returns.
 pub const MAX_HISTORY_LIMIT: usize = 1000;
-
-/// Refuses new messages while the hub is this far behind (nothing is stored).
-fn check_backlog(state: &AppState) -> Result<(), ApiError> {
-    let backlog = Counters::get(&state.counters.hub_backlog);
-    if backlog > state.cfg.ingest.max_hub_backlog {
-        Counters::add(&state.counters.overloaded, 1);
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "overloaded",
-            "the node is behind on delivery; nothing was accepted, retry shortly",
-        ));
-    }
-    Ok(())
-}
 
 fn check_api_key(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
     match bearer(req) {
@@ -91,128 +67,6 @@ async fn read_body(
     Ok(body)
 }
 
-/// One message as producers send it.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MessageIn {
-    #[serde(default)]
-    to: Option<serde_json::Value>,
-    #[serde(default)]
-    broadcast: Option<bool>,
-    #[serde(default)]
-    topic: Option<String>,
-    payload: Box<RawValue>,
-    #[serde(default)]
-    ttl_s: Option<i64>,
-    #[serde(default)]
-    idempotency_key: Option<String>,
-}
-
-/// Parses JSON, naming the field at fault (`ttl_s: invalid type …`) when the shape is wrong.
-fn parse_json<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, ApiError> {
-    let mut de = serde_json::Deserializer::from_str(text);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let code = if inner.is_syntax() || inner.is_eof() {
-            "invalid_json"
-        } else {
-            "invalid_body"
-        };
-        let place = if path == "." {
-            "body".to_string()
-        } else {
-            path
-        };
-        ApiError::bad_request(code, format!("{place}: {inner}"))
-    })?;
-    de.end()
-        .map_err(|e| ApiError::bad_request("invalid_json", format!("body: {e}")))?;
-    Ok(value)
-}
-
-fn invalid(field: &str, why: impl std::fmt::Display) -> ApiError {
-    ApiError::bad_request("invalid_field", format!("{field}: {why}"))
-}
-
-fn parse_user(field: &str, v: &serde_json::Value) -> Result<UserId, ApiError> {
-    let s = v
-        .as_str()
-        .ok_or_else(|| invalid(field, "must be a user id string"))?;
-    UserId::parse(s).map_err(|e| invalid(field, e))
-}
-
-/// Validates one message body into a [`NewMessage`].
-fn validate(raw: &str, cfg: &IngestConfig) -> Result<NewMessage, ApiError> {
-    let m: MessageIn = parse_json(raw)?;
-    let target = match (m.to, m.broadcast) {
-        (Some(_), Some(true)) => {
-            return Err(invalid(
-                "to",
-                "give either `to` or `broadcast: true`, not both",
-            ))
-        }
-        (None, None) | (None, Some(false)) => {
-            return Err(invalid("to", "required (or `broadcast: true`)"))
-        }
-        (Some(_), Some(false)) => return Err(invalid("broadcast", "must be true when present")),
-        (None, Some(true)) => Target::Broadcast,
-        (Some(serde_json::Value::Array(list)), None) => {
-            if list.is_empty() {
-                return Err(invalid("to", "must not be empty"));
-            }
-            if list.len() > cfg.max_recipients {
-                return Err(invalid(
-                    "to",
-                    format!("at most {} recipients", cfg.max_recipients),
-                ));
-            }
-            let mut users = Vec::with_capacity(list.len());
-            for (i, v) in list.iter().enumerate() {
-                let u = parse_user(&format!("to[{i}]"), v)?;
-                if !users.contains(&u) {
-                    users.push(u);
-                }
-            }
-            Target::Users(users)
-        }
-        (Some(v), None) => Target::Users(vec![parse_user("to", &v)?]),
-    };
-    if let Some(t) = &m.topic {
-        if t.is_empty() || t.chars().count() > MAX_TOPIC_LEN {
-            return Err(invalid(
-                "topic",
-                format!("must be 1-{MAX_TOPIC_LEN} characters"),
-            ));
-        }
-    }
-    let ttl_s = match m.ttl_s {
-        None => cfg.default_ttl_s,
-        Some(t) if t >= 1 && (t as u64) <= cfg.max_ttl_s => t as u64,
-        Some(_) => {
-            return Err(invalid(
-                "ttl_s",
-                format!("must be 1-{} seconds", cfg.max_ttl_s),
-            ))
-        }
-    };
-    if let Some(k) = &m.idempotency_key {
-        if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY_LEN {
-            return Err(invalid(
-                "idempotency_key",
-                format!("must be 1-{MAX_IDEMPOTENCY_KEY_LEN} bytes"),
-            ));
-        }
-    }
-    Ok(NewMessage {
-        target,
-        topic: m.topic,
-        payload: m.payload,
-        ttl_s,
-        idempotency_key: m.idempotency_key,
-    })
-}
-
 fn accepted_json(a: &Accepted) -> serde_json::Value {
     let mut v = serde_json::json!({"id": &*a.id, "recipients": a.recipients});
     if a.duplicate {
@@ -221,10 +75,23 @@ fn accepted_json(a: &Accepted) -> serde_json::Value {
     v
 }
 
-fn count(state: &AppState, accepted: &[Accepted]) {
-    let dup = accepted.iter().filter(|a| a.duplicate).count() as u64;
-    Counters::add(&state.counters.accepted, accepted.len() as u64 - dup);
-    Counters::add(&state.counters.duplicates, dup);
+fn invalid(field: &str, why: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request("invalid_field", format!("{field}: {why}"))
+}
+
+/// Checks the key and admission, then reads the body.
+async fn ingest_body(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<web::BytesMut, ApiError> {
+    check_api_key(req, state)?;
+    state.ingest.admit()?;
+    read_body(req, payload, state.ingest.max_body_bytes()).await
+}
+
+fn utf8(body: &[u8]) -> Result<&str, ApiError> {
+    std::str::from_utf8(body).map_err(|_| ApiError::bad_request("invalid_body", "body: not UTF-8"))
 }
 
 /// `POST /api/v1/messages`.
@@ -233,23 +100,9 @@ pub async fn post_message(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    check_api_key(&req, &state)?;
-    check_backlog(&state)?;
-    let body = read_body(&req, payload, state.cfg.ingest.max_body_bytes).await?;
-    let text = std::str::from_utf8(&body)
-        .map_err(|_| ApiError::bad_request("invalid_body", "body: not UTF-8"))?;
-    let msg = validate(text, &state.cfg.ingest)?;
-    let mut accepted = state.appender.append(vec![msg]).await?;
-    count(&state, &accepted);
-    state.dispatcher.dispatch(&mut accepted);
-    Ok(HttpResponse::Accepted().json(accepted_json(&accepted[0])))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BatchIn<'a> {
-    #[serde(borrow)]
-    messages: Vec<&'a RawValue>,
+    let body = ingest_body(&req, payload, &state).await?;
+    let accepted = state.ingest.one(utf8(&body)?).await?;
+    Ok(HttpResponse::Accepted().json(accepted_json(&accepted)))
 }
 
 /// `POST /api/v1/messages/batch`: one store round trip for all valid items; per-item
@@ -260,52 +113,19 @@ pub async fn post_batch(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    check_api_key(&req, &state)?;
-    check_backlog(&state)?;
-    let body = read_body(&req, payload, state.cfg.ingest.max_body_bytes).await?;
-    let text = std::str::from_utf8(&body)
-        .map_err(|_| ApiError::bad_request("invalid_body", "body: not UTF-8"))?;
-    let batch: BatchIn = parse_json(text)?;
-    if batch.messages.is_empty() {
-        return Err(invalid("messages", "must not be empty"));
-    }
-    if batch.messages.len() > state.cfg.ingest.max_batch {
-        return Err(invalid(
-            "messages",
-            format!("at most {} messages per batch", state.cfg.ingest.max_batch),
-        ));
-    }
-    let mut results: Vec<Result<usize, ApiError>> = Vec::with_capacity(batch.messages.len());
-    let mut valid = Vec::new();
-    for (i, raw) in batch.messages.iter().enumerate() {
-        match validate(raw.get(), &state.cfg.ingest) {
-            Ok(m) => {
-                results.push(Ok(valid.len()));
-                valid.push(m);
-            }
-            Err(mut e) => {
-                e.message = format!("messages[{i}].{}", e.message);
-                results.push(Err(e));
-            }
-        }
-    }
-    let mut accepted = if valid.is_empty() {
-        Vec::new()
-    } else {
-        state.appender.append(valid).await?
-    };
-    count(&state, &accepted);
-    state.dispatcher.dispatch(&mut accepted);
-    let n_ok = accepted.len();
+    let body = ingest_body(&req, payload, &state).await?;
+    let results = state.ingest.batch(utf8(&body)?).await?;
+    let n_ok = results.iter().filter(|r| r.is_ok()).count();
     let items: Vec<serde_json::Value> = results
         .into_iter()
         .map(|r| match r {
-            Ok(i) => {
-                let mut v = accepted_json(&accepted[i]);
+            Ok(a) => {
+                let mut v = accepted_json(&a);
                 v["status"] = 202.into();
                 v
             }
             Err(e) => {
+                let e = ApiError::from(e);
                 let mut v = e.body();
                 v["status"] = e.status.as_u16().into();
                 v
@@ -354,7 +174,11 @@ pub async fn history(
     if limit == 0 || limit as usize > MAX_HISTORY_LIMIT {
         return Err(invalid("limit", format!("must be 1-{MAX_HISTORY_LIMIT}")));
     }
-    let page = state.store.read(&user, since, limit as usize).await?;
+    let page = state
+        .backends
+        .store
+        .read(&user, since, limit as usize)
+        .await?;
     // The stored frames are already JSON: splice them in rather than re-encoding.
     let mut out =
         String::with_capacity(128 + page.messages.iter().map(|m| m.1.len() + 1).sum::<usize>());
@@ -377,7 +201,7 @@ pub async fn history(
 }
 
 /// `GET /api/v1/users/{user}/presence`: the user's devices connected to this node, and the
-/// nodes that hold sessions of the user according to the route table.
+/// live nodes that hold sessions of the user according to the binding table.
 pub async fn presence(
     req: HttpRequest,
     path: web::Path<String>,
@@ -385,18 +209,17 @@ pub async fn presence(
 ) -> Result<HttpResponse, ApiError> {
     check_api_key(&req, &state)?;
     let user = user_from_path(&path)?;
-    let devices = state.hub.send(Presence(user.clone())).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "hub_unavailable",
-            "hub is stopping",
-        )
-    })?;
-    // Nodes holding sessions of the user, per the route table (cluster-wide view).
-    let nodes = match state.routes.lookup(std::slice::from_ref(&user)).await {
-        Ok(mut n) => n.pop().unwrap_or_default(),
+    let devices = state.hub.presence(user.clone()).await?;
+    // Live nodes holding sessions of the user, per the binding table (cluster-wide view).
+    let b = &state.backends;
+    let nodes = match b.bindings.lookup(std::slice::from_ref(&user)).await {
+        Ok(mut n) => {
+            let mut nodes = n.pop().unwrap_or_default();
+            b.live.retain_live(&mut nodes);
+            nodes
+        }
         Err(e) => {
-            tracing::debug!(error = %e, "presence without route table");
+            tracing::debug!(error = %e, "presence without binding table");
             Vec::new()
         }
     };

@@ -64,3 +64,26 @@ impl From<StoreError> for ApiError {
         )
     }
 }
+
+impl From<crate::ingest::IngestError> for ApiError {
+    fn from(e: crate::ingest::IngestError) -> Self {
+        use crate::ingest::IngestError;
+        match e {
+            IngestError::Invalid { code, message } => ApiError::bad_request(code, message),
+            IngestError::Overloaded => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", e.to_string())
+            }
+            IngestError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<crate::actors::hub::HubGone> for ApiError {
+    fn from(_: crate::actors::hub::HubGone) -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "hub_unavailable",
+            "hub is stopping",
+        )
+    }
+}

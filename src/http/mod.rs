@@ -1,8 +1,11 @@
-//! HTTP surface: the WebSocket upgrade, the producer REST API and the operations endpoints.
-//! Every handler reads [`AppState`]; every error leaves through [`error::ApiError`].
+//! HTTP surface: the WebSocket upgrade (`ws.rs`), the producer REST API (`api.rs`), the
+//! operations endpoints (`ops.rs`) and the internal node-to-node endpoint (`internal.rs`,
+//! on its own listener). Handlers parse, call one service, and answer; every error leaves
+//! through [`error::ApiError`].
 
 pub mod api;
 pub mod error;
+pub mod internal;
 pub mod ops;
 pub mod ws;
 
@@ -10,34 +13,34 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix::Addr;
-use actix_web::web;
+use actix_web::http::header;
+use actix_web::{web, HttpRequest};
 
-use crate::actors::cursors::CursorWriter;
-use crate::actors::dispatcher::Dispatcher;
-use crate::actors::hub::Hub;
+use crate::actors::hub::HubHandle;
 use crate::actors::session::SessionDeps;
-use crate::actors::stats::Counters;
 use crate::auth::ApiKeys;
-use crate::config::Config;
+use crate::bindings::Bindings;
+use crate::cluster::LivePeers;
 use crate::ids::NodeId;
-use crate::routes::RouteTable;
+use crate::ingest::Ingest;
+use crate::metrics::Counters;
 use crate::store::MessageStore;
 
-/// Shared state of one node, handed to every handler.
+/// The backends handlers read directly (history, presence, readiness, stats).
+pub struct Backends {
+    pub store: Arc<dyn MessageStore>,
+    pub bindings: Arc<dyn Bindings>,
+    /// Live cluster nodes (empty on a single node).
+    pub live: LivePeers,
+}
+
+/// Shared state of one node, handed to every public handler.
 pub struct AppState {
-    pub cfg: Arc<Config>,
     pub node: NodeId,
     pub api_keys: ApiKeys,
-    pub store: Arc<dyn MessageStore>,
-    /// Ingestion's path to the store (group commit for remote stores).
-    pub appender: crate::store::batcher::Appender,
-    pub routes: Arc<dyn RouteTable>,
-    /// Live cluster nodes (empty on a single node).
-    pub live: crate::cluster::LivePeers,
-    pub hub: Addr<Hub>,
-    pub cursors: Addr<CursorWriter>,
-    pub dispatcher: Dispatcher,
+    pub ingest: Ingest,
+    pub hub: HubHandle,
+    pub backends: Backends,
     pub session: Arc<SessionDeps>,
     pub counters: Arc<Counters>,
     /// Set when the node starts draining: `/readyz` fails and new sockets are refused.
@@ -45,6 +48,13 @@ pub struct AppState {
     /// Session cap (see `Config::max_sessions`).
     pub max_sessions: usize,
     pub started: Instant,
+}
+
+/// The bearer token of a request (`Authorization: Bearer …`), if any.
+pub fn bearer(req: &HttpRequest) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// Registers every public route.
@@ -61,4 +71,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::get().to(api::presence),
         )
         .default_service(web::to(ops::not_found));
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::test::TestRequest;
+
+    use super::*;
+
+    #[test]
+    fn bearer_tokens_are_read_case_insensitively_and_trimmed() {
+        let req = TestRequest::default()
+            .insert_header((header::AUTHORIZATION, "bearer  abc "))
+            .to_http_request();
+        assert_eq!(bearer(&req), Some("abc"));
+        let req = TestRequest::default()
+            .insert_header((header::AUTHORIZATION, "Basic abc"))
+            .to_http_request();
+        assert_eq!(bearer(&req), None);
+        assert_eq!(bearer(&TestRequest::default().to_http_request()), None);
+    }
 }

@@ -7,8 +7,7 @@ use actix_web::{web, HttpResponse};
 
 use super::error::ApiError;
 use super::AppState;
-use crate::actors::messages::GetHubStats;
-use crate::actors::stats::Counters;
+use crate::metrics::Counters;
 
 /// `GET /healthz`: the process is alive and answering.
 pub async fn healthz() -> HttpResponse {
@@ -21,11 +20,12 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     if state.draining.load(Ordering::Relaxed) {
         problems.push("draining".to_string());
     }
-    if state.store.health().await.is_err() {
-        problems.push(format!("{} store unreachable", state.store.name()));
+    let b = &state.backends;
+    if b.store.health().await.is_err() {
+        problems.push(format!("{} store unreachable", b.store.name()));
     }
-    if state.routes.health().await.is_err() {
-        problems.push(format!("{} route table unreachable", state.routes.name()));
+    if b.bindings.health().await.is_err() {
+        problems.push(format!("{} route table unreachable", b.bindings.name()));
     }
     if problems.is_empty() {
         HttpResponse::Ok().json(serde_json::json!({"status": "ready"}))
@@ -37,21 +37,15 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 
 /// `GET /api/v1/stats`: node counters as JSON.
 pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let hub = state.hub.send(GetHubStats).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "hub_unavailable",
-            "hub is stopping",
-        )
-    })?;
+    let hub = state.hub.stats().await?;
     let c = &state.counters;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "node": state.node.as_str(),
         "uptime_s": state.started.elapsed().as_secs(),
-        "store": state.store.name(),
-        "routes": state.routes.name(),
+        "store": state.backends.store.name(),
+        "routes": state.backends.bindings.name(),
         "hub": hub,
-        "peers": state.live.all(),
+        "peers": state.backends.live.all(),
         "counters": {
             "accepted": Counters::get(&c.accepted),
             "duplicates": Counters::get(&c.duplicates),

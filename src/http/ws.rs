@@ -6,22 +6,15 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 use actix::{Actor, AsyncContext};
-use actix_web::http::{header, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::error::ApiError;
-use super::AppState;
+use super::{bearer, AppState};
 use crate::actors::session::{ResumeFrom, WsSession};
-use crate::actors::stats::Counters;
 use crate::auth::AuthError;
 use crate::ids::DeviceId;
-
-/// The bearer token of a request (`Authorization: Bearer …`), if any.
-pub fn bearer(req: &HttpRequest) -> Option<&str> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
+use crate::metrics::Counters;
 
 /// Upgrades an authenticated request to a WebSocket session.
 pub async fn upgrade(

@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use bytestring::ByteString;
 
 use super::{
-    new_message_id, Accepted, CursorUpdate, Delivery, MessageStore, NewMessage, Page,
-    StoreError, Target,
+    new_message_id, Accepted, CursorUpdate, Delivery, MessageStore, NewMessage, Page, StoreError,
+    Target,
 };
 use crate::clock::now_ms;
 use crate::config::StoreConfig;

@@ -4,7 +4,6 @@
 //! embedded single-node default (bounded, not durable across restarts). A message is
 //! accepted (202) only once `append` has returned for it.
 
-pub mod batcher;
 pub mod memory;
 pub mod mongo;
 

@@ -9,6 +9,7 @@
 //! A client that lets the outbound queue reach `session.outbound_queue` frames with live
 //! messages is closed with 4002; replay pages are read only once the queue has room.
 
+mod handle;
 pub mod order;
 pub mod outbound;
 
@@ -17,19 +18,21 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_ws::{Message, ProtocolError};
+use bytestring::ByteString;
 use tracing::{debug, info};
 
+use self::handle::Push;
+pub use self::handle::{Offered, SessionHandle};
 use self::order::{Action, Limits, Order, ReadFrom};
-use self::outbound::{Finished, Out, Outbound};
-use super::cursors::CursorWriter;
-use super::hub::Hub;
-use super::messages::{Ack, CloseReason, GetCursor, Join, Leave, Push};
-use super::stats::Counters;
+use self::outbound::{Out, Outbound, Writer};
+use super::cursors::CursorsHandle;
+use super::hub::HubHandle;
 use crate::auth::TokenVerifier;
 use crate::clock::now_s;
 use crate::config::SessionConfig;
-use crate::frames::{self, ClientFrame, FrameError};
+use crate::frames::{self, ClientFrame, CloseReason, FrameError};
 use crate::ids::{DeviceId, NodeId, Seq, SessionId, UserId};
+use crate::metrics::Counters;
 use crate::store::{MessageStore, Page, StoreError};
 
 /// Longest a new session waits for its route binding before reading the store anyway.
@@ -43,8 +46,8 @@ const ROOM_WAIT: Duration = Duration::from_millis(5);
 pub struct SessionDeps {
     pub node: NodeId,
     pub cfg: SessionConfig,
-    pub hub: Addr<Hub>,
-    pub cursors: Addr<CursorWriter>,
+    pub hub: HubHandle,
+    pub cursors: CursorsHandle,
     pub store: Arc<dyn MessageStore>,
     pub verifier: Arc<TokenVerifier>,
     pub counters: Arc<Counters>,
@@ -108,7 +111,7 @@ impl WsSession {
         ctx.run_later(self.deps.cfg.close_grace(), |_, ctx| ctx.stop());
     }
 
-    fn text(&mut self, frame: bytestring::ByteString) {
+    fn text(&mut self, frame: ByteString) {
         self.out.push(Out::Text(frame));
     }
 
@@ -179,12 +182,8 @@ impl WsSession {
                     ReadFrom::After(s) => s,
                     ReadFrom::DeviceCursor => deps
                         .cursors
-                        .send(GetCursor {
-                            user: user.clone(),
-                            device,
-                        })
-                        .await
-                        .map_err(|_| StoreError::Unavailable("cursor writer stopped".into()))??
+                        .cursor(user.clone(), device)
+                        .await?
                         .unwrap_or(0),
                 };
                 let page = deps.store.read(&user, after, limit).await?;
@@ -220,11 +219,9 @@ impl WsSession {
             }
             Ok(ClientFrame::Ack { seq }) => {
                 if let Some(seq) = self.order.as_mut().and_then(|o| o.on_ack(seq)) {
-                    self.deps.cursors.do_send(Ack {
-                        user: self.user.clone(),
-                        device: self.device.clone(),
-                        seq,
-                    });
+                    self.deps
+                        .cursors
+                        .ack(self.user.clone(), self.device.clone(), seq);
                 }
             }
             Err(FrameError::UnknownType(t)) => self.text(frames::error(
@@ -299,14 +296,12 @@ impl Actor for WsSession {
         ctx.set_mailbox_capacity(self.deps.cfg.outbound_queue);
         Counters::add(&self.deps.counters.sessions_opened, 1);
         Counters::add(&self.deps.counters.sessions_live, 1);
-        let (bound, is_bound) = tokio::sync::oneshot::channel();
-        self.deps.hub.do_send(Join {
-            user: self.user.clone(),
-            device: self.device.clone(),
-            session: self.id,
-            push: ctx.address().recipient(),
-            bound,
-        });
+        let is_bound = self.deps.hub.join(
+            self.user.clone(),
+            self.device.clone(),
+            self.id,
+            SessionHandle(ctx.address().recipient()),
+        );
         ctx.spawn(Writer);
         // Expiry and silence are checked more often than the ping interval so that a short
         // heartbeat timeout (tests) or an expiring token is acted on promptly.
@@ -335,10 +330,7 @@ impl Actor for WsSession {
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         Counters::sub(&self.deps.counters.sessions_live, 1);
-        self.deps.hub.do_send(Leave {
-            user: self.user.clone(),
-            session: self.id,
-        });
+        self.deps.hub.leave(self.user.clone(), self.id);
     }
 }
 
@@ -402,28 +394,5 @@ impl StreamHandler<Result<Message, ProtocolError>> for WsSession {
     fn finished(&mut self, ctx: &mut Self::Context) {
         // The client went away (TCP closed); nothing more can be written.
         ctx.stop();
-    }
-}
-
-/// Drives [`Outbound::poll_write`] inside the session's own task; stops the actor once the
-/// close frame is out or the socket broke.
-struct Writer;
-
-impl ActorFuture<WsSession> for Writer {
-    type Output = ();
-
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        act: &mut WsSession,
-        ctx: &mut Context<WsSession>,
-        task: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
-        match act.out.poll_write(task) {
-            std::task::Poll::Pending => std::task::Poll::Pending,
-            std::task::Poll::Ready(Finished::Closed | Finished::Broken) => {
-                ctx.stop();
-                std::task::Poll::Ready(())
-            }
-        }
     }
 }

@@ -14,7 +14,8 @@ use bytes::Bytes;
 use bytestring::ByteString;
 use futures_util::Sink;
 
-use crate::actors::messages::CloseReason;
+use super::WsSession;
+use crate::frames::CloseReason;
 
 /// One frame towards the client.
 pub enum Out {
@@ -123,6 +124,30 @@ impl Outbound {
             }
             if last {
                 return Poll::Ready(Finished::Closed);
+            }
+        }
+    }
+}
+
+/// Drives [`Outbound::poll_write`] inside the session's own task (no extra task per
+/// socket); stops the actor once the close frame is out or the socket broke.
+pub(super) struct Writer;
+
+impl actix::ActorFuture<WsSession> for Writer {
+    type Output = ();
+
+    fn poll(
+        self: Pin<&mut Self>,
+        act: &mut WsSession,
+        ctx: &mut actix::Context<WsSession>,
+        task: &mut Context<'_>,
+    ) -> Poll<()> {
+        use actix::ActorContext;
+        match act.out.poll_write(task) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Finished::Closed | Finished::Broken) => {
+                ctx.stop();
+                Poll::Ready(())
             }
         }
     }

@@ -40,9 +40,9 @@ use tracing::error;
 
 use super::error::{duplicate_indices, is_duplicate_key, MongoError};
 use super::{call, seq_field, to_i64, MongoStore};
+use crate::clock::now_ms;
 use crate::frames::MessageParts;
 use crate::ids::{Seq, UserId};
-use crate::clock::now_ms;
 use crate::store::{new_message_id, Accepted, Delivery, NewMessage, Target};
 
 /// Counter increments in flight at once for one batch.

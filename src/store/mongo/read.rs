@@ -26,8 +26,8 @@ use mongodb::bson::{doc, RawDocumentBuf};
 
 use super::error::MongoError;
 use super::{call, seq_field, to_i64, AsRawOrDoc, MongoStore, APPEND_BUDGET_CALLS};
-use crate::ids::{Seq, UserId};
 use crate::clock::now_ms;
+use crate::ids::{Seq, UserId};
 use crate::store::Page;
 
 /// A user's counter: the newest seq handed out and when the last block was reserved.

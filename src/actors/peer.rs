@@ -12,41 +12,33 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
-use bytestring::ByteString;
 use serde::Deserialize;
 use tracing::{debug, warn};
 
-use super::sign;
-use crate::actors::stats::Counters;
+use crate::bindings::Bindings;
+use crate::clock::now_ms;
+use crate::cluster::forward::{encode, Envelope};
+use crate::cluster::sign;
 use crate::config::ClusterConfig;
 use crate::ids::{NodeId, UserId};
-use crate::routes::RouteTable;
-use crate::clock::now_ms;
-use crate::store::Delivery;
+use crate::metrics::Counters;
 
 /// Most envelopes in one forward POST.
-pub const MAX_BATCH: usize = 2000;
+pub const MAX_FORWARD_ENVELOPES: usize = 2000;
 /// Largest answer body read from a peer.
 const MAX_REPLY: usize = 4 * 1024 * 1024;
 
-/// Something to forward.
-#[derive(Debug, Clone)]
-pub enum Envelope {
-    Message(Delivery),
-    Broadcast(ByteString),
-}
-
-/// Dispatcher -> peer: queue these envelopes.
+/// Dispatch -> peer: queue these envelopes.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Forward(pub Vec<Envelope>);
+struct Forward(pub Vec<Envelope>);
 
 /// What every peer actor needs from its node.
 pub struct PeerDeps {
     pub me: NodeId,
     pub secret: Vec<u8>,
     pub cfg: ClusterConfig,
-    pub routes: Arc<dyn RouteTable>,
+    pub bindings: Arc<dyn Bindings>,
     pub counters: Arc<Counters>,
 }
 
@@ -57,52 +49,6 @@ thread_local! {
         .finish();
 }
 
-/// Builds the JSON body of a forward by splicing the pre-encoded frames in.
-pub fn encode(me: &str, items: &[Envelope]) -> String {
-    let size: usize = items
-        .iter()
-        .map(|e| match e {
-            Envelope::Message(d) => d.frame.len() + d.user.as_str().len() + 48,
-            Envelope::Broadcast(f) => f.len() + 1,
-        })
-        .sum();
-    let mut s = String::with_capacity(size + 64);
-    s.push_str(r#"{"from":"#);
-    // unwrap: serializing a &str cannot fail
-    s.push_str(&serde_json::to_string(me).unwrap());
-    s.push_str(r#","deliveries":["#);
-    let mut first = true;
-    for e in items {
-        if let Envelope::Message(d) = e {
-            if !first {
-                s.push(',');
-            }
-            first = false;
-            s.push_str(r#"{"user":""#);
-            // User ids are restricted to characters that need no JSON escaping.
-            s.push_str(d.user.as_str());
-            s.push_str(r#"","seq":"#);
-            s.push_str(itoa::Buffer::new().format(d.seq));
-            s.push_str(r#","frame":"#);
-            s.push_str(&d.frame);
-            s.push('}');
-        }
-    }
-    s.push_str(r#"],"broadcasts":["#);
-    first = true;
-    for e in items {
-        if let Envelope::Broadcast(f) = e {
-            if !first {
-                s.push(',');
-            }
-            first = false;
-            s.push_str(f);
-        }
-    }
-    s.push_str("]}");
-    s
-}
-
 /// A peer's answer.
 #[derive(Deserialize)]
 struct Reply {
@@ -111,7 +57,7 @@ struct Reply {
 }
 
 /// The forwarding actor for one remote node.
-pub struct Peer {
+struct Peer {
     id: NodeId,
     addr: String,
     deps: Arc<PeerDeps>,
@@ -136,7 +82,7 @@ impl Peer {
             return;
         }
         self.busy = true;
-        let n = self.queue.len().min(MAX_BATCH);
+        let n = self.queue.len().min(MAX_FORWARD_ENVELOPES);
         let batch: Vec<Envelope> = self.queue.drain(..n).collect();
         let body = bytes::Bytes::from(encode(self.deps.me.as_str(), &batch));
         let url = format!("http://{}/internal/v1/deliver", self.addr);
@@ -161,13 +107,13 @@ impl Peer {
                     debug!(node = %act.id, envelopes = n, missing = reply.missing.len(), "forwarded");
                     Counters::add(&act.deps.counters.forwarded, n as u64);
                     if !reply.missing.is_empty() {
-                        // The peer has no session for these users: its route is stale.
-                        let routes = act.deps.routes.clone();
+                        // The peer has no session for these users: its binding is stale.
+                        let bindings = act.deps.bindings.clone();
                         let node = act.id.clone();
                         ctx.spawn(
                             async move {
-                                if let Err(e) = routes.unbind(&node, &reply.missing).await {
-                                    debug!(error = %e, "could not remove stale routes");
+                                if let Err(e) = bindings.unbind(&node, &reply.missing).await {
+                                    debug!(error = %e, "could not remove stale bindings");
                                 }
                             }
                             .into_actor(act),
@@ -227,7 +173,7 @@ impl Handler<Forward> for Peer {
     }
 }
 
-/// The peer actors of this node, created on first use on the dispatch arbiter.
+/// The handle to this node's peer actors, created on first use on the dispatch arbiter.
 #[derive(Clone)]
 pub struct PeerSet {
     deps: Arc<PeerDeps>,
@@ -261,29 +207,5 @@ impl PeerSet {
         }
         // unwrap: inserted above when absent
         peers.get(id).unwrap().1.do_send(Forward(items));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn encoded_forward_is_valid_json_carrying_frames_verbatim() {
-        let frame = ByteString::from(r#"{"type":"message","seq":3}"#);
-        let items = vec![
-            Envelope::Message(Delivery {
-                user: UserId::parse("u1").unwrap(),
-                seq: 3,
-                frame: frame.clone(),
-            }),
-            Envelope::Broadcast(ByteString::from(r#"{"type":"message","seq":null}"#)),
-        ];
-        let v: serde_json::Value = serde_json::from_str(&encode("n\"1", &items)).unwrap();
-        assert_eq!(v["from"], "n\"1");
-        assert_eq!(v["deliveries"][0]["user"], "u1");
-        assert_eq!(v["deliveries"][0]["seq"], 3);
-        assert_eq!(v["deliveries"][0]["frame"]["seq"], 3);
-        assert!(v["broadcasts"][0]["seq"].is_null());
     }
 }

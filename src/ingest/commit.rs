@@ -1,7 +1,7 @@
 //! Group commit for ingestion: concurrent requests' messages go to the store together.
 //!
 //! One append is in flight at a time; whatever requests arrive meanwhile are coalesced into
-//! the next one (up to [`MAX_BATCH`] messages), so under load the store sees one round trip
+//! the next one (up to [`MAX_COMMIT_MESSAGES`] messages), so under load the store sees one round trip
 //! per batch of requests instead of one per message, and an idle node adds no delay. Each
 //! request still gets its own answer only once the append holding its messages returned.
 
@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Accepted, MessageStore, NewMessage, StoreError};
+use crate::store::{Accepted, MessageStore, NewMessage, StoreError};
 
 /// Most messages coalesced into one append.
-pub const MAX_BATCH: usize = 2000;
+pub const MAX_COMMIT_MESSAGES: usize = 2000;
 
 type Reply = oneshot::Sender<Result<Vec<Accepted>, StoreError>>;
 
@@ -57,7 +57,7 @@ async fn run(
     while let Some(first) = rx.recv().await {
         let mut requests = vec![first];
         let mut total = requests[0].0.len();
-        while total < MAX_BATCH {
+        while total < MAX_COMMIT_MESSAGES {
             match rx.try_recv() {
                 Ok(req) => {
                     total += req.0.len();

@@ -1,4 +1,6 @@
-//! Node counters shared by actors and HTTP handlers: relaxed atomics, read by `/api/v1/stats`.
+//! The node's counters: relaxed atomics bumped on the hot path by every layer and read by
+//! `/api/v1/stats`. Plain data with no imports from the rest of the crate, so any module may
+//! count into it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -53,12 +55,4 @@ impl Counters {
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
     }
-}
-
-/// A snapshot of the hub.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
-pub struct HubStats {
-    pub sessions: usize,
-    pub users: usize,
-    pub draining: bool,
 }

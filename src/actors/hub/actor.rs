@@ -1,8 +1,10 @@
-//! Per-node registry of live sessions (user -> sessions); reaches them only through
-//! `Recipient<Push>`, and keeps the route table told which users this node holds.
+//! The hub actor: user -> sessions, reached by sessions only through [`SessionHandle`], and
+//! keeping the binding table told which users this node holds (batched every
+//! [`BINDING_FLUSH`]).
 //!
-//! Fan-out uses `try_send`: a session whose mailbox is full is closed as a slow consumer and
-//! dropped from the registry, so a stuck client never makes the hub queue without bound.
+//! Fan-out offers without waiting: a session whose mailbox is full is closed as a slow
+//! consumer and dropped from the registry, so a stuck client never makes the hub queue
+//! without bound.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,32 +13,31 @@ use std::time::Duration;
 use actix::prelude::*;
 use tracing::{debug, warn};
 
-use super::messages::{
-    Broadcast, CloseReason, Deliver, DevicePresence, Drain, GetHubStats, Join, Leave, Presence,
-    Push, Rebind, RebindAll,
+use super::{
+    Broadcast, Deliver, DevicePresence, Drain, GetStats, HubStats, Join, Leave, Presence, Rebind,
+    RebindAll, BINDING_FLUSH,
 };
-use super::stats::{Counters, HubStats};
-use crate::ids::{DeviceId, NodeId, SessionId, UserId};
-use crate::routes::RouteTable;
+use crate::actors::session::{Offered, SessionHandle};
+use crate::bindings::Bindings;
 use crate::clock::now_ms;
-
-/// How often pending route binds/unbinds are written, as one batch.
-pub const ROUTE_FLUSH: Duration = Duration::from_millis(50);
+use crate::frames::CloseReason;
+use crate::ids::{DeviceId, NodeId, SessionId, UserId};
+use crate::metrics::Counters;
 
 struct Member {
     session: SessionId,
     device: DeviceId,
-    push: Recipient<Push>,
+    handle: SessionHandle,
     connected_at_ms: u64,
 }
 
 /// The hub actor; one per node.
-pub struct Hub {
+pub(super) struct Hub {
     node: NodeId,
     users: HashMap<UserId, Vec<Member>>,
     sessions: usize,
     draining: bool,
-    routes: Arc<dyn RouteTable>,
+    bindings: Arc<dyn Bindings>,
     /// Users that gained their first local session since the last route flush.
     to_bind: Vec<UserId>,
     /// Users that lost their last local session since the last route flush.
@@ -51,9 +52,9 @@ pub struct Hub {
 }
 
 impl Hub {
-    pub fn new(
+    pub(super) fn new(
         node: NodeId,
-        routes: Arc<dyn RouteTable>,
+        bindings: Arc<dyn Bindings>,
         refresh: Duration,
         counters: Arc<Counters>,
     ) -> Self {
@@ -65,7 +66,7 @@ impl Hub {
             users: HashMap::new(),
             sessions: 0,
             draining: false,
-            routes,
+            bindings,
             to_bind: Vec::new(),
             to_unbind: Vec::new(),
             counters,
@@ -89,21 +90,21 @@ impl Hub {
         removed
     }
 
-    /// Offers `push` to one member; returns false when the member must be dropped.
-    fn offer(member: &Member, push: Push, counters: &Counters) -> bool {
-        match member.push.try_send(push) {
-            Ok(()) => true,
-            Err(SendError::Full(_)) => {
+    /// What an offer to `member` means for the registry: false when it must be dropped.
+    fn kept(member: &Member, offered: Offered, counters: &Counters) -> bool {
+        match offered {
+            Offered::Taken => true,
+            Offered::Full => {
                 debug!(session = %member.session, "mailbox full, closing slow consumer");
                 Counters::add(&counters.slow_consumers, 1);
-                member.push.do_send(Push::Close(CloseReason::SlowConsumer));
+                member.handle.close(CloseReason::SlowConsumer);
                 false
             }
-            Err(SendError::Closed(_)) => false,
+            Offered::Gone => false,
         }
     }
 
-    fn flush_routes(&mut self, ctx: &mut Context<Self>) {
+    fn flush_bindings(&mut self, ctx: &mut Context<Self>) {
         if self.flushing || (self.to_bind.is_empty() && self.to_unbind.is_empty()) {
             return;
         }
@@ -122,31 +123,31 @@ impl Hub {
         unbind.sort_unstable();
         unbind.dedup();
         let waiters = std::mem::take(&mut self.bind_waiters);
-        let routes = self.routes.clone();
+        let bindings = self.bindings.clone();
         let node = self.node.clone();
         self.flushing = true;
         ctx.spawn(
             async move {
                 if !bind.is_empty() {
-                    if let Err(err) = routes.bind(&node, &bind).await {
-                        warn!(error = %err, users = bind.len(), "route bind failed");
+                    if let Err(err) = bindings.bind(&node, &bind).await {
+                        warn!(error = %err, users = bind.len(), "bind failed");
                     }
                 }
                 if !unbind.is_empty() {
-                    if let Err(err) = routes.unbind(&node, &unbind).await {
-                        warn!(error = %err, users = unbind.len(), "route unbind failed");
+                    if let Err(err) = bindings.unbind(&node, &unbind).await {
+                        warn!(error = %err, users = unbind.len(), "unbind failed");
                     }
                 }
             }
             .into_actor(self)
             .map(move |(), hub, ctx| {
-                // Waiters go on even after a failure: the route table is a cache, and a
+                // Waiters go on even after a failure: the binding table is a cache, and a
                 // session must not hang on it.
                 for w in waiters {
                     let _ = w.send(());
                 }
                 hub.flushing = false;
-                hub.flush_routes(ctx);
+                hub.flush_bindings(ctx);
             }),
         );
     }
@@ -156,7 +157,7 @@ impl Actor for Hub {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(ROUTE_FLUSH, |hub, ctx| hub.flush_routes(ctx));
+        ctx.run_interval(BINDING_FLUSH, |hub, ctx| hub.flush_bindings(ctx));
         // The seed's "heartbeat renews the binding", batched: one pipelined write per
         // refresh for all local users instead of one per client ping.
         ctx.run_interval(self.refresh, |hub, _ctx| {
@@ -170,11 +171,11 @@ impl Handler<Join> for Hub {
 
     fn handle(&mut self, msg: Join, ctx: &mut Self::Context) {
         if self.draining {
-            msg.push.do_send(Push::Close(CloseReason::GoingAway));
+            msg.handle.close(CloseReason::GoingAway);
             return;
         }
         let members = self.users.entry(msg.user.clone()).or_default();
-        if self.routes.shared() {
+        if self.bindings.shared() {
             // Re-binding an already bound user is harmless and keeps the wait uniform.
             self.to_bind.push(msg.user);
             self.bind_waiters.push(msg.bound);
@@ -187,12 +188,12 @@ impl Handler<Join> for Hub {
         members.push(Member {
             session: msg.session,
             device: msg.device,
-            push: msg.push,
+            handle: msg.handle,
             connected_at_ms: now_ms(),
         });
         self.sessions += 1;
-        if self.routes.shared() {
-            self.flush_routes(ctx);
+        if self.bindings.shared() {
+            self.flush_bindings(ctx);
         }
     }
 }
@@ -221,14 +222,8 @@ impl Handler<Deliver> for Hub {
             let counters = &self.counters;
             let before = members.len();
             members.retain(|m| {
-                Hub::offer(
-                    m,
-                    Push::Message {
-                        seq: d.seq,
-                        frame: d.frame.clone(),
-                    },
-                    counters,
-                )
+                let offered = m.handle.offer_message(d.seq, d.frame.clone());
+                Hub::kept(m, offered, counters)
             });
             let dropped = before - members.len();
             if dropped > 0 {
@@ -275,7 +270,10 @@ impl Handler<Broadcast> for Hub {
         let mut emptied = Vec::new();
         for (user, members) in self.users.iter_mut() {
             let before = members.len();
-            members.retain(|m| Hub::offer(m, Push::Broadcast(msg.frame.clone()), counters));
+            members.retain(|m| {
+                let offered = m.handle.offer_broadcast(msg.frame.clone());
+                Hub::kept(m, offered, counters)
+            });
             dropped += before - members.len();
             if members.is_empty() {
                 emptied.push(user.clone());
@@ -320,17 +318,17 @@ impl Handler<Drain> for Hub {
         let n = self.sessions;
         for members in self.users.values() {
             for m in members {
-                m.push.do_send(Push::Close(CloseReason::GoingAway));
+                m.handle.close(CloseReason::GoingAway);
             }
         }
         n
     }
 }
 
-impl Handler<GetHubStats> for Hub {
-    type Result = MessageResult<GetHubStats>;
+impl Handler<GetStats> for Hub {
+    type Result = MessageResult<GetStats>;
 
-    fn handle(&mut self, _msg: GetHubStats, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, _msg: GetStats, _ctx: &mut Self::Context) -> Self::Result {
         MessageResult(HubStats {
             sessions: self.sessions,
             users: self.users.len(),

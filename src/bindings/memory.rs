@@ -1,4 +1,4 @@
-//! In-process route table for a single node: a map guarded by a std `Mutex` (nothing awaits
+//! In-process binding table for a single node: a map guarded by a std `Mutex` (nothing awaits
 //! while it is held). Bindings do not expire: the only node is the one that holds them.
 
 use std::collections::HashMap;
@@ -6,24 +6,24 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{RouteError, RouteTable};
+use super::{Bindings, BindingsError};
 use crate::ids::{NodeId, UserId};
 
-/// The embedded [`RouteTable`].
+/// The embedded [`Bindings`] table.
 #[derive(Default)]
-pub struct MemoryRoutes {
+pub struct MemoryBindings {
     map: Mutex<HashMap<UserId, Vec<NodeId>>>,
 }
 
-impl MemoryRoutes {
+impl MemoryBindings {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, Vec<NodeId>>> {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
 #[async_trait]
-impl RouteTable for MemoryRoutes {
-    async fn bind(&self, node: &NodeId, users: &[UserId]) -> Result<(), RouteError> {
+impl Bindings for MemoryBindings {
+    async fn bind(&self, node: &NodeId, users: &[UserId]) -> Result<(), BindingsError> {
         let mut map = self.lock();
         for u in users {
             let nodes = map.entry(u.clone()).or_default();
@@ -34,7 +34,7 @@ impl RouteTable for MemoryRoutes {
         Ok(())
     }
 
-    async fn unbind(&self, node: &NodeId, users: &[UserId]) -> Result<(), RouteError> {
+    async fn unbind(&self, node: &NodeId, users: &[UserId]) -> Result<(), BindingsError> {
         let mut map = self.lock();
         for u in users {
             if let Some(nodes) = map.get_mut(u) {
@@ -47,7 +47,7 @@ impl RouteTable for MemoryRoutes {
         Ok(())
     }
 
-    async fn lookup(&self, users: &[UserId]) -> Result<Vec<Vec<NodeId>>, RouteError> {
+    async fn lookup(&self, users: &[UserId]) -> Result<Vec<Vec<NodeId>>, BindingsError> {
         let map = self.lock();
         Ok(users
             .iter()
@@ -55,7 +55,7 @@ impl RouteTable for MemoryRoutes {
             .collect())
     }
 
-    async fn health(&self) -> Result<(), RouteError> {
+    async fn health(&self) -> Result<(), BindingsError> {
         Ok(())
     }
 
@@ -74,7 +74,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn bind_lookup_unbind_round_trip() {
-        let r = MemoryRoutes::default();
+        let r = MemoryBindings::default();
         let (n1, n2) = (NodeId::parse("n1").unwrap(), NodeId::parse("n2").unwrap());
         let (a, b) = (UserId::parse("a").unwrap(), UserId::parse("b").unwrap());
         r.bind(&n1, &[a.clone(), b.clone()]).await.unwrap();

@@ -1,0 +1,224 @@
+//! The hub: per-node registry of live sessions (user -> sessions), reached only through
+//! [`HubHandle`].
+//!
+//! The handle is the one place that accounts for the hub backlog (deliveries handed to the
+//! hub and not yet fanned out; a broadcast counts once per live session): it adds when it
+//! sends, the actor subtracts when it handles, and ingestion asks [`HubHandle::backlog`]
+//! before accepting more. The messages themselves are private to this module.
+
+mod actor;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use bytestring::ByteString;
+use tokio::sync::oneshot;
+
+use self::actor::Hub;
+use super::session::SessionHandle;
+use crate::bindings::Bindings;
+use crate::ids::{DeviceId, NodeId, SessionId, UserId};
+use crate::metrics::Counters;
+use crate::store::Delivery;
+
+/// How often pending binds/unbinds are written, as one batch.
+pub const BINDING_FLUSH: Duration = Duration::from_millis(50);
+
+/// A snapshot of the hub.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct HubStats {
+    pub sessions: usize,
+    pub users: usize,
+    pub draining: bool,
+}
+
+/// One connected device, as presence reports it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DevicePresence {
+    pub device: DeviceId,
+    pub session: String,
+    pub node: String,
+    pub connected_at_ms: u64,
+}
+
+/// The hub has stopped (the node is shutting down).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("hub is stopping")]
+pub struct HubGone;
+
+/// A session started and wants its user's messages; `bound` fires once the user's binding
+/// is written (at once on a single node): only then does the session read the store, so any
+/// message stored after that read finds the binding.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Join {
+    user: UserId,
+    device: DeviceId,
+    session: SessionId,
+    handle: SessionHandle,
+    bound: oneshot::Sender<()>,
+}
+
+/// A session stopped.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Leave {
+    user: UserId,
+    session: SessionId,
+}
+
+/// Stored messages for users that may have sessions here; answers the users that have none
+/// (so a forwarding peer can drop a stale binding).
+#[derive(Message)]
+#[rtype(result = "Vec<UserId>")]
+struct Deliver(Vec<Delivery>);
+
+/// A broadcast frame for every local session; `weight` is what was added to the backlog.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Broadcast {
+    frame: ByteString,
+    weight: u64,
+}
+
+/// These users' bindings expired or are overdue: re-bind the ones still held here; with
+/// `unbind_absent`, also remove the bindings of the others.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Rebind {
+    users: Vec<UserId>,
+    unbind_absent: bool,
+}
+
+/// The binding table lost its data (Redis restarted empty or came back): bind every local
+/// user now instead of waiting for the next refresh.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct RebindAll;
+
+/// Which devices of a user are connected here.
+#[derive(Message)]
+#[rtype(result = "Vec<DevicePresence>")]
+struct Presence(UserId);
+
+/// Close every session with 1001 and refuse new ones; answers how many were asked to close.
+#[derive(Message)]
+#[rtype(result = "usize")]
+struct Drain;
+
+/// Counts for stats and drain progress.
+#[derive(Message)]
+#[rtype(result = "HubStats")]
+struct GetStats;
+
+/// The node's way to its hub.
+#[derive(Clone)]
+pub struct HubHandle {
+    addr: Addr<Hub>,
+    counters: Arc<Counters>,
+}
+
+impl HubHandle {
+    /// Starts the hub on `arbiter`; every local user is re-bound every `refresh`.
+    pub fn start(
+        arbiter: &ArbiterHandle,
+        node: NodeId,
+        bindings: Arc<dyn Bindings>,
+        refresh: Duration,
+        counters: Arc<Counters>,
+    ) -> Self {
+        let c = counters.clone();
+        let addr = Hub::start_in_arbiter(arbiter, move |_| Hub::new(node, bindings, refresh, c));
+        Self { addr, counters }
+    }
+
+    /// Registers a session; the receiver fires once its user's binding is written.
+    pub fn join(
+        &self,
+        user: UserId,
+        device: DeviceId,
+        session: SessionId,
+        handle: SessionHandle,
+    ) -> oneshot::Receiver<()> {
+        let (bound, is_bound) = oneshot::channel();
+        self.addr.do_send(Join {
+            user,
+            device,
+            session,
+            handle,
+            bound,
+        });
+        is_bound
+    }
+
+    /// Unregisters a session.
+    pub fn leave(&self, user: UserId, session: SessionId) {
+        self.addr.do_send(Leave { user, session });
+    }
+
+    /// Deliveries handed to the hub and not yet fanned out.
+    pub fn backlog(&self) -> u64 {
+        Counters::get(&self.counters.hub_backlog)
+    }
+
+    fn count(&self, n: u64) {
+        Counters::add(&self.counters.hub_backlog, n);
+    }
+
+    /// Pushes stored messages to their users' local sessions.
+    pub fn deliver(&self, items: Vec<Delivery>) {
+        if items.is_empty() {
+            return;
+        }
+        self.count(items.len() as u64);
+        self.addr.do_send(Deliver(items));
+    }
+
+    /// [`deliver`](Self::deliver), answering the users with no session here.
+    pub async fn deliver_reporting_missing(
+        &self,
+        items: Vec<Delivery>,
+    ) -> Result<Vec<UserId>, HubGone> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.count(items.len() as u64);
+        self.addr.send(Deliver(items)).await.map_err(|_| HubGone)
+    }
+
+    /// Pushes a broadcast frame to every local session (counted once per live session).
+    pub fn broadcast(&self, frame: ByteString) {
+        let weight = Counters::get(&self.counters.sessions_live).max(1);
+        self.count(weight);
+        self.addr.do_send(Broadcast { frame, weight });
+    }
+
+    /// Re-binds the given users if they are still here (else unbinds, with `unbind_absent`).
+    pub fn rebind(&self, users: Vec<UserId>, unbind_absent: bool) {
+        self.addr.do_send(Rebind {
+            users,
+            unbind_absent,
+        });
+    }
+
+    /// Re-binds every local user now.
+    pub fn rebind_all(&self) {
+        self.addr.do_send(RebindAll);
+    }
+
+    /// The user's devices connected to this node.
+    pub async fn presence(&self, user: UserId) -> Result<Vec<DevicePresence>, HubGone> {
+        self.addr.send(Presence(user)).await.map_err(|_| HubGone)
+    }
+
+    /// Closes every session with 1001 and refuses new ones; how many were asked to close.
+    pub async fn drain(&self) -> usize {
+        self.addr.send(Drain).await.unwrap_or(0)
+    }
+
+    /// Sessions, users, draining.
+    pub async fn stats(&self) -> Result<HubStats, HubGone> {
+        self.addr.send(GetStats).await.map_err(|_| HubGone)
+    }
+}

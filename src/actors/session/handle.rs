@@ -1,0 +1,60 @@
+//! How the hub reaches a session: [`SessionHandle`] offers frames without waiting and
+//! reports a full mailbox, so the hub never blocks on a slow client. The message behind it
+//! is private to the session module.
+
+use actix::prelude::*;
+use bytestring::ByteString;
+
+use crate::frames::CloseReason;
+use crate::ids::Seq;
+
+/// Hub -> session: something to write to the socket.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub(super) enum Push {
+    /// A message of the session's user, in the user's seq order.
+    Message { seq: Seq, frame: ByteString },
+    /// A broadcast frame (no seq).
+    Broadcast(ByteString),
+    /// Close the session with this reason.
+    Close(CloseReason),
+}
+
+/// What became of a push offered to a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offered {
+    Taken,
+    /// The session's mailbox is full: it does not keep up.
+    Full,
+    /// The session has stopped.
+    Gone,
+}
+
+/// How the hub reaches one session, without knowing the transport behind it.
+#[derive(Clone)]
+pub struct SessionHandle(pub(super) Recipient<Push>);
+
+impl SessionHandle {
+    fn offer(&self, push: Push) -> Offered {
+        match self.0.try_send(push) {
+            Ok(()) => Offered::Taken,
+            Err(SendError::Full(_)) => Offered::Full,
+            Err(SendError::Closed(_)) => Offered::Gone,
+        }
+    }
+
+    /// Offers a message of the session's user without waiting.
+    pub fn offer_message(&self, seq: Seq, frame: ByteString) -> Offered {
+        self.offer(Push::Message { seq, frame })
+    }
+
+    /// Offers a broadcast frame without waiting.
+    pub fn offer_broadcast(&self, frame: ByteString) -> Offered {
+        self.offer(Push::Broadcast(frame))
+    }
+
+    /// Asks the session to close (queued even when its mailbox is full).
+    pub fn close(&self, reason: CloseReason) {
+        self.0.do_send(Push::Close(reason));
+    }
+}

@@ -1,0 +1,287 @@
+//! Builds and runs one node, as named steps: store, binding table, actors, cluster, HTTP;
+//! and the drain sequence that takes it down.
+//!
+//! [`start`] takes an already-bound listener so tests bind `127.0.0.1:0` and know the
+//! address first. It must be called inside an actix `System`.
+
+mod cluster;
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_web::dev::ServerHandle;
+use actix_web::{web, App, HttpServer};
+use tracing::{info, warn};
+
+use self::cluster::ClusterParts;
+use crate::actors::cursors::CursorsHandle;
+use crate::actors::dispatch::DispatchHandle;
+use crate::actors::hub::{HubHandle, BINDING_FLUSH};
+use crate::actors::session::SessionDeps;
+use crate::auth::{ApiKeys, KeyError, TokenVerifier};
+use crate::bindings::memory::MemoryBindings;
+use crate::bindings::Bindings;
+use crate::cluster::LivePeers;
+use crate::config::{Config, StoreBackend};
+use crate::http::{self, AppState, Backends};
+use crate::ids::NodeId;
+use crate::ingest::commit::Appender;
+use crate::ingest::Ingest;
+use crate::metrics::Counters;
+use crate::store::memory::MemoryStore;
+use crate::store::mongo::MongoStore;
+use crate::store::MessageStore;
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("cannot listen: {0}")]
+    Listen(std::io::Error),
+    #[error("invalid config key `routes.redis_url`: {0}")]
+    Redis(String),
+    #[error("message store unavailable at startup: {0}")]
+    Store(String),
+}
+
+/// A running node.
+pub struct Node {
+    /// The public listener's address.
+    pub addr: SocketAddr,
+    pub state: web::Data<AppState>,
+    cfg: Arc<Config>,
+    cursors: CursorsHandle,
+    handle: ServerHandle,
+    /// The spawned server future; it ends once the server has stopped.
+    server: Option<actix_rt::task::JoinHandle<std::io::Result<()>>>,
+    arbiter: Arbiter,
+    cluster: Option<ClusterParts>,
+}
+
+/// Step 1, the store: the embedded one, or MongoDB (reached before the node starts).
+pub async fn start(cfg: Config, listener: TcpListener) -> Result<Node, StartError> {
+    let store: Arc<dyn MessageStore> = match cfg.store.backend {
+        StoreBackend::Memory => Arc::new(MemoryStore::new(&cfg.store)),
+        StoreBackend::Mongo => Arc::new(
+            MongoStore::connect(&cfg.store.mongo_config())
+                .await
+                .map_err(|e| StartError::Store(e.to_string()))?,
+        ),
+    };
+    start_with_store(cfg, listener, store).await
+}
+
+/// The node's id from config, or a generated `node-` and eight hex digits.
+fn node_id(cfg: &Config) -> NodeId {
+    if cfg.node.id.is_empty() {
+        let u = uuid::Uuid::now_v7().as_u128() as u32;
+        // unwrap: the format only produces valid id characters
+        NodeId::parse(&format!("node-{u:08x}")).unwrap()
+    } else {
+        // unwrap: validated by Config::validate
+        NodeId::parse(&cfg.node.id).unwrap()
+    }
+}
+
+/// The node's actors, on their own thread so fan-out does not compete with request parsing
+/// on the HTTP workers.
+struct Actors {
+    arbiter: Arbiter,
+    hub: HubHandle,
+    cursors: CursorsHandle,
+}
+
+/// Step 3: the hub and the cursor writer.
+fn start_actors(
+    cfg: &Config,
+    node: &NodeId,
+    bindings: &Arc<dyn Bindings>,
+    store: &Arc<dyn MessageStore>,
+    counters: &Arc<Counters>,
+) -> Actors {
+    let arbiter = Arbiter::new();
+    let hub = HubHandle::start(
+        &arbiter.handle(),
+        node.clone(),
+        bindings.clone(),
+        cfg.routes.route_refresh(),
+        counters.clone(),
+    );
+    let every = Duration::from_millis(cfg.store.cursor_flush_ms);
+    let cursors = CursorsHandle::start(&arbiter.handle(), store.clone(), every);
+    Actors {
+        arbiter,
+        hub,
+        cursors,
+    }
+}
+
+/// [`start`] with the message store given instead of built from `cfg.store` (tests
+/// instrument a store to make races happen on purpose). Steps 2 to 5.
+pub async fn start_with_store(
+    cfg: Config,
+    listener: TcpListener,
+    store: Arc<dyn MessageStore>,
+) -> Result<Node, StartError> {
+    let cfg = Arc::new(cfg);
+    let node = node_id(&cfg);
+    let verifier = Arc::new(TokenVerifier::from_config(&cfg.auth)?);
+    let counters = Arc::new(Counters::default());
+    let addr = listener.local_addr().map_err(StartError::Listen)?;
+    let live = LivePeers::default();
+    // Step 2, the binding table.
+    let redis = cluster::open_redis(&cfg)?;
+    let bindings: Arc<dyn Bindings> = match &redis {
+        Some(r) => r.bindings.clone(),
+        None => Arc::new(MemoryBindings::default()),
+    };
+    let actors = start_actors(&cfg, &node, &bindings, &store, &counters);
+    // Step 4, the cluster: forwarding, upkeep, the internal listener.
+    let (dispatch, cluster) = match redis {
+        None => (DispatchHandle::local(actors.hub.clone()), None),
+        Some(redis) => {
+            let (dispatch, parts) =
+                cluster::start(&cfg, &node, addr, redis, &actors, &live, &counters)?;
+            (dispatch, Some(parts))
+        }
+    };
+    // Group commit runs on the system's own arbiter; the embedded store needs none.
+    let appender = match cfg.store.backend {
+        StoreBackend::Memory => Appender::Direct(store.clone()),
+        StoreBackend::Mongo => Appender::batched(store.clone()),
+    };
+    let session = Arc::new(SessionDeps {
+        node: node.clone(),
+        cfg: cfg.session.clone(),
+        hub: actors.hub.clone(),
+        cursors: actors.cursors.clone(),
+        store: store.clone(),
+        verifier,
+        counters: counters.clone(),
+    });
+    let ingest = Ingest::new(
+        cfg.ingest.clone(),
+        appender,
+        actors.hub.clone(),
+        dispatch,
+        counters.clone(),
+    );
+    let state = web::Data::new(AppState {
+        node: node.clone(),
+        api_keys: ApiKeys::new(&cfg.auth.api_keys),
+        ingest,
+        hub: actors.hub,
+        backends: Backends {
+            store,
+            bindings,
+            live,
+        },
+        session,
+        counters,
+        draining: Default::default(),
+        max_sessions: cfg.max_sessions(),
+        started: Instant::now(),
+    });
+    // Step 5, the public HTTP server.
+    let server = start_http(&cfg, listener, state.clone())?;
+    let b = &state.backends;
+    info!(node = %node, %addr, workers = cfg.workers(), store = b.store.name(), routes = b.bindings.name(), "herald node listening");
+    Ok(Node {
+        addr,
+        handle: server.handle(),
+        state,
+        cfg,
+        cursors: actors.cursors,
+        // actix-server starts only when its future is polled, so spawn it right away.
+        server: Some(actix_rt::spawn(server)),
+        arbiter: actors.arbiter,
+        cluster,
+    })
+}
+
+/// Step 5: the public listener with every public route.
+fn start_http(
+    cfg: &Config,
+    listener: TcpListener,
+    state: web::Data<AppState>,
+) -> Result<actix_web::dev::Server, StartError> {
+    Ok(HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .configure(http::configure)
+    })
+    .workers(cfg.workers())
+    .backlog(cfg.server.backlog)
+    .max_connections(cfg.server.max_connections_per_worker)
+    .shutdown_timeout(cfg.server.shutdown_timeout_s)
+    .disable_signals()
+    .listen(listener)
+    .map_err(StartError::Listen)?
+    .run())
+}
+
+impl Node {
+    /// Drains and stops: readiness goes false, sessions close with 1001, pending acks are
+    /// written, in-flight requests finish, then the server stops.
+    pub async fn shutdown(&mut self) {
+        let state = &self.state;
+        state.draining.store(true, Ordering::Relaxed);
+        let delay = Duration::from_millis(self.cfg.server.drain_delay_ms);
+        if !delay.is_zero() {
+            info!(
+                delay_ms = self.cfg.server.drain_delay_ms,
+                "readiness off; waiting before closing sessions"
+            );
+            actix_rt::time::sleep(delay).await;
+        }
+        let asked = state.hub.drain().await;
+        info!(sessions = asked, "draining");
+        let deadline = Instant::now() + Duration::from_secs(self.cfg.server.shutdown_timeout_s);
+        while Instant::now() < deadline {
+            match state.hub.stats().await {
+                Ok(s) if s.sessions > 0 => actix_rt::time::sleep(Duration::from_millis(20)).await,
+                _ => break,
+            }
+        }
+        if !self.cursors.flush().await {
+            warn!("cursor writer stopped before the final flush");
+        }
+        self.handle.stop(true).await;
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+        if let Some(c) = self.cluster.take() {
+            // Give the hub one binding flush to unbind the users whose sessions just closed.
+            actix_rt::time::sleep(BINDING_FLUSH * 2).await;
+            c.leave(&state.node).await;
+        }
+        self.arbiter.stop();
+        info!("stopped");
+    }
+
+    /// Serves until SIGTERM or SIGINT, then drains and returns.
+    pub async fn run_until_signal(mut self) {
+        shutdown_signal().await;
+        self.shutdown().await;
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(err) => {
+            warn!(error = %err, "cannot listen for SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
+    }
+}
