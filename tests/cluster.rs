@@ -204,6 +204,20 @@ async fn stalled_node_binding_expires_and_is_restored_when_it_resumes() {
     assert_eq!(ws.next_of_type("message").await["payload"], "after resume");
 }
 
+/// The internal listener address `node` advertises for peer `id`.
+async fn internal_address(node: &HeraldProc, id: &str) -> String {
+    let (_, stats) = node.get("/api/v1/stats").await;
+    stats["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == id)
+        .unwrap()["internal"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 #[actix_rt::test]
 async fn forged_stale_or_replayed_internal_requests_are_rejected() {
     use herald::cluster::sign::{sign, HDR_NODE, HDR_SIG, HDR_TS};
@@ -212,16 +226,7 @@ async fn forged_stale_or_replayed_internal_requests_are_rejected() {
     let nodes = start_nodes(&["a", "b"], &env).await;
     let mut ws = connect(&nodes[1], "ivy", "").await;
     let mut other = connect(&nodes[1], "jan", "").await;
-    let (_, stats) = nodes[0].get("/api/v1/stats").await;
-    let internal = stats["peers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["id"] == "b")
-        .unwrap()["internal"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let internal = internal_address(&nodes[0], "b").await;
     let frame = json!({"type": "message", "id": "forged", "seq": 1, "topic": null, "payload": "evil", "ts": 1});
     let body = json!({"from": "a", "deliveries": [{"user": "ivy", "seq": 1, "frame": frame}], "broadcasts": []})
         .to_string();
@@ -252,6 +257,9 @@ async fn forged_stale_or_replayed_internal_requests_are_rejected() {
         "a",
     );
     assert_eq!(stale.await.unwrap().status().as_u16(), 401);
+    // Correctly signed as "c", but the body claims to come from "a".
+    let posing = post(now, sign(SECRET.as_bytes(), now, "c", body.as_bytes()), "c");
+    assert_eq!(posing.await.unwrap().status().as_u16(), 401);
     // A genuine request is accepted once; the identical request replayed is refused.
     let good_sig = sign(SECRET.as_bytes(), now, "a", body.as_bytes());
     assert_eq!(

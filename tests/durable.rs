@@ -255,24 +255,84 @@ struct Device {
     seqs: Vec<u64>,
 }
 
+/// One soak round: a random half of the devices connects (each to a random node, resuming
+/// after what it has), 250 messages go through random nodes to random users, and every
+/// online device reads up to its user's newest seq before disconnecting.
+async fn soak_round(
+    nodes: &[HeraldProc],
+    users: &[String],
+    devices: &mut [Device],
+    accepted: &mut BTreeMap<String, u64>,
+    rng: &mut rand_like::Rng,
+) {
+    let mut online = Vec::new();
+    for (i, dev) in devices.iter().enumerate() {
+        if rng.next().is_multiple_of(2) {
+            let node = &nodes[(rng.next() % 3) as usize];
+            let since = dev
+                .seqs
+                .last()
+                .map_or(String::new(), |s| format!("&since={s}"));
+            let ws = connect(node, &dev.user, &format!("device={}{since}", dev.name)).await;
+            online.push((i, ws));
+        }
+    }
+    let mut posts = Vec::new();
+    for k in 0..250 {
+        let user = users[(rng.next() % users.len() as u64) as usize].clone();
+        let base = nodes[(rng.next() % 3) as usize].base();
+        posts.push((user, base, k));
+    }
+    let producer = actix_rt::spawn(async move {
+        let mut ok: BTreeMap<String, u64> = BTreeMap::new();
+        for (user, base, k) in posts {
+            let body = json!({"to": user, "payload": k}).to_string();
+            let (s, v) = http(
+                &format!("{base}/api/v1/messages"),
+                Some(&body),
+                Some(procs::API_KEY),
+            )
+            .await;
+            assert_eq!(s, 202, "{v}");
+            *ok.entry(user).or_default() += 1;
+        }
+        ok
+    });
+    // Online devices read while the producer runs, then disconnect.
+    for (u, n) in producer.await.unwrap() {
+        *accepted.entry(u).or_default() += n;
+    }
+    for (i, mut ws) in online {
+        let dev = &mut devices[i];
+        let target = accepted.get(&dev.user).copied().unwrap_or(0);
+        while dev.seqs.last().copied().unwrap_or(0) < target {
+            match tokio::time::timeout(Duration::from_secs(10), ws.next_event()).await {
+                Ok(Event::Json(v)) if v["type"] == "message" => {
+                    dev.seqs.push(v["seq"].as_u64().unwrap())
+                }
+                Ok(Event::Json(_)) => {}
+                other => panic!("{}/{}: {other:?}", dev.user, dev.name),
+            }
+        }
+        ws.close().await;
+    }
+}
+
 #[actix_rt::test]
 async fn soak_churning_clients_across_nodes_each_end_with_exactly_their_users_sequence() {
-    use rand_like::Rng;
     let (r, _rp) = shared_redis();
     let (m, _mp) = shared_mongo();
     let nodes = start_nodes(&["a", "b", "c"], &env(&r, &m, "soak", &[])).await;
     let users: Vec<String> = (0..80).map(|i| format!("soak{i}")).collect();
-    let devices_per_user = 3;
     let rounds: usize = std::env::var("HERALD_SOAK_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(25);
-    let msgs_per_round = 250;
-    let mut rng = Rng::new(0x5eed);
+    let mut rng = rand_like::Rng::new(0x5eed);
     let mut devices: Vec<Device> = users
         .iter()
         .flat_map(|u| {
-            (0..devices_per_user).map(move |d| Device {
+            (0..3).map(move |d| Device {
                 user: u.clone(),
                 name: format!("d{d}"),
                 seqs: Vec::new(),
@@ -280,63 +340,9 @@ async fn soak_churning_clients_across_nodes_each_end_with_exactly_their_users_se
         })
         .collect();
     let mut accepted: BTreeMap<String, u64> = BTreeMap::new();
-    let bases: Vec<String> = nodes.iter().map(|n| n.base()).collect();
     for round in 0..rounds {
         let t0 = std::time::Instant::now();
-        // A random half of the devices is online this round, each on a random node.
-        let mut online = Vec::new();
-        for (i, dev) in devices.iter().enumerate() {
-            if rng.next().is_multiple_of(2) {
-                let node = &nodes[(rng.next() % 3) as usize];
-                let since = dev
-                    .seqs
-                    .last()
-                    .map_or(String::new(), |s| format!("&since={s}"));
-                let ws = connect(node, &dev.user, &format!("device={}{since}", dev.name)).await;
-                online.push((i, ws));
-            }
-        }
-        // Messages through random nodes to random users (some batched).
-        let mut posts = Vec::new();
-        for k in 0..msgs_per_round {
-            let user = users[(rng.next() % users.len() as u64) as usize].clone();
-            let base = bases[(rng.next() % 3) as usize].clone();
-            posts.push((user, base, k));
-        }
-        let producer = actix_rt::spawn(async move {
-            let mut ok: BTreeMap<String, u64> = BTreeMap::new();
-            for (user, base, k) in posts {
-                let body = json!({"to": user, "payload": k}).to_string();
-                let (s, v) = http(
-                    &format!("{base}/api/v1/messages"),
-                    Some(&body),
-                    Some(procs::API_KEY),
-                )
-                .await;
-                assert_eq!(s, 202, "{v}");
-                *ok.entry(user).or_default() += 1;
-            }
-            ok
-        });
-        // Online devices read while the producer runs, then disconnect.
-        let ok = producer.await.unwrap();
-        for (u, n) in ok {
-            *accepted.entry(u).or_default() += n;
-        }
-        for (i, mut ws) in online {
-            let dev = &mut devices[i];
-            let target = accepted.get(&dev.user).copied().unwrap_or(0);
-            while dev.seqs.last().copied().unwrap_or(0) < target {
-                match tokio::time::timeout(Duration::from_secs(10), ws.next_event()).await {
-                    Ok(Event::Json(v)) if v["type"] == "message" => {
-                        dev.seqs.push(v["seq"].as_u64().unwrap())
-                    }
-                    Ok(Event::Json(_)) => {}
-                    other => panic!("{}/{}: {other:?}", dev.user, dev.name),
-                }
-            }
-            ws.close().await;
-        }
+        soak_round(&nodes, &users, &mut devices, &mut accepted, &mut rng).await;
         eprintln!("soak round {round}: {:?}", t0.elapsed());
     }
     // Final catch-up: every device connects once more and drains.

@@ -196,24 +196,15 @@ async fn ready(port: u16, peers: usize) -> bool {
         && matches!(stats, Some((200, v)) if v["peers"].as_array().map_or(0, |p| p.len()) == peers)
 }
 
-#[actix_rt::test]
-async fn devices_that_stay_connected_miss_nothing_while_every_node_restarts_in_turn() {
-    let rounds: usize = std::env::var("HERALD_ROLLING_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(12);
-    let (r, _rp) = shared_redis();
-    let (m, _mp) = shared_mongo();
-    let env = env(&r, &m);
-    let mut nodes: Vec<HeraldProc> = start_nodes(&["a", "b", "c"], &env).await;
-    let live = Rc::new(RefCell::new(
-        nodes.iter().map(|n| n.port).collect::<Vec<_>>(),
-    ));
-    let stop_devices = Rc::new(Cell::new(false));
-    let stop_producers = Rc::new(Cell::new(false));
-    let accepted: Rc<RefCell<BTreeMap<String, Vec<String>>>> = Rc::default();
-    let mut seed = Rng::new(0x7011);
+type Logs = Vec<(String, String, Rc<RefCell<DeviceLog>>)>;
+type Accepted = Rc<RefCell<BTreeMap<String, Vec<String>>>>;
 
+/// One device task per (user, device), each with its own log.
+fn spawn_devices(
+    live: &Rc<RefCell<Vec<u16>>>,
+    stop: &Rc<Cell<bool>>,
+    seed: &mut Rng,
+) -> (Logs, Vec<actix_rt::task::JoinHandle<()>>) {
     let mut logs = Vec::new();
     let mut tasks = Vec::new();
     for u in 0..USERS {
@@ -224,33 +215,22 @@ async fn devices_that_stay_connected_miss_nothing_while_every_node_restarts_in_t
                 format!("roll{u}"),
                 format!("d{d}"),
                 live.clone(),
-                stop_devices.clone(),
+                stop.clone(),
                 log,
                 Rng::new(seed.next()),
             )));
         }
     }
-    // Everyone connected before the traffic starts.
-    common::eventually("every device connected", || {
-        let logs = &logs;
-        async move { logs.iter().all(|(_, _, l)| l.borrow().connections > 0) }
-    })
-    .await;
+    (logs, tasks)
+}
 
-    let mut producers = Vec::new();
-    for home in [nodes[0].port, nodes[1].port] {
-        for _ in 0..PRODUCER_LOOPS {
-            producers.push(actix_rt::spawn(producer(
-                home,
-                live.clone(),
-                stop_producers.clone(),
-                accepted.clone(),
-                Rng::new(seed.next()),
-            )));
-        }
-    }
-
-    tokio::time::sleep(Duration::from_millis(800)).await;
+/// SIGTERM and restart each node in turn, `rounds` times, waiting for it to be ready.
+async fn restart_in_turn(
+    nodes: &mut [HeraldProc],
+    env: &[(String, String)],
+    live: &Rc<RefCell<Vec<u16>>>,
+    rounds: usize,
+) {
     for round in 0..rounds {
         let i = round % nodes.len();
         let port = nodes[i].port;
@@ -263,7 +243,7 @@ async fn devices_that_stay_connected_miss_nothing_while_every_node_restarts_in_t
             "node {} exits 0 after SIGTERM",
             nodes[i].name
         );
-        nodes[i] = HeraldProc::start_on(&nodes[i].name.clone(), &env, port);
+        nodes[i] = HeraldProc::start_on(&nodes[i].name.clone(), env, port);
         common::eventually("restarted node ready", || ready(port, 3)).await;
         live.borrow_mut().push(port);
         eprintln!(
@@ -273,35 +253,26 @@ async fn devices_that_stay_connected_miss_nothing_while_every_node_restarts_in_t
         );
         tokio::time::sleep(Duration::from_millis(700)).await;
     }
-    stop_producers.set(true);
-    for p in producers {
-        p.await.unwrap();
-    }
+}
 
-    // Every device catches up with everything accepted for its user.
-    let complete = |logs: &[(String, String, Rc<RefCell<DeviceLog>>)]| {
-        let acc = accepted.borrow();
-        logs.iter().all(|(u, _, l)| {
-            let l = l.borrow();
-            let got: BTreeSet<&String> = l.ids.iter().collect();
-            acc.get(u)
-                .is_none_or(|ids| ids.iter().all(|id| got.contains(id)))
-        })
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !complete(&logs) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    stop_devices.set(true);
-    for t in tasks {
-        t.abort();
-    }
+/// Whether every device has every message accepted for its user.
+fn complete(logs: &Logs, accepted: &Accepted) -> bool {
+    let acc = accepted.borrow();
+    logs.iter().all(|(u, _, l)| {
+        let l = l.borrow();
+        let got: BTreeSet<&String> = l.ids.iter().collect();
+        acc.get(u)
+            .is_none_or(|ids| ids.iter().all(|id| got.contains(id)))
+    })
+}
 
+/// Checks every device's log: no in-session violation, no id twice, nothing missing.
+fn check(logs: &Logs, accepted: &Accepted, rounds: usize) {
     let acc = accepted.borrow();
     let total: usize = acc.values().map(Vec::len).sum();
     let mut lost = Vec::new();
     let mut dups = 0;
-    for (user, dev, log) in &logs {
+    for (user, dev, log) in logs {
         let l = log.borrow();
         dups += l.dup_after_reconnect;
         assert!(
@@ -324,4 +295,60 @@ async fn devices_that_stay_connected_miss_nothing_while_every_node_restarts_in_t
         lost.len()
     );
     assert!(lost.is_empty(), "lost deliveries: {lost:?}");
+}
+
+#[actix_rt::test]
+async fn devices_that_stay_connected_miss_nothing_while_every_node_restarts_in_turn() {
+    let rounds: usize = std::env::var("HERALD_ROLLING_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12);
+    let (r, _rp) = shared_redis();
+    let (m, _mp) = shared_mongo();
+    let env = env(&r, &m);
+    let mut nodes: Vec<HeraldProc> = start_nodes(&["a", "b", "c"], &env).await;
+    let live = Rc::new(RefCell::new(
+        nodes.iter().map(|n| n.port).collect::<Vec<_>>(),
+    ));
+    let stop_devices = Rc::new(Cell::new(false));
+    let stop_producers = Rc::new(Cell::new(false));
+    let accepted: Accepted = Rc::default();
+    let mut seed = Rng::new(0x7011);
+    let (logs, tasks) = spawn_devices(&live, &stop_devices, &mut seed);
+    // Everyone connected before the traffic starts.
+    common::eventually("every device connected", || {
+        let logs = &logs;
+        async move { logs.iter().all(|(_, _, l)| l.borrow().connections > 0) }
+    })
+    .await;
+
+    let mut producers = Vec::new();
+    for home in [nodes[0].port, nodes[1].port] {
+        for _ in 0..PRODUCER_LOOPS {
+            producers.push(actix_rt::spawn(producer(
+                home,
+                live.clone(),
+                stop_producers.clone(),
+                accepted.clone(),
+                Rng::new(seed.next()),
+            )));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    restart_in_turn(&mut nodes, &env, &live, rounds).await;
+    stop_producers.set(true);
+    for p in producers {
+        p.await.unwrap();
+    }
+
+    // Every device catches up with everything accepted for its user.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !complete(&logs, &accepted) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop_devices.set(true);
+    for t in tasks {
+        t.abort();
+    }
+    check(&logs, &accepted, rounds);
 }
