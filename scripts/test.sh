@@ -296,9 +296,9 @@ run_step() {
 }
 
 run_step "format" cargo fmt --all -- --check
-run_step "clippy" cargo clippy --all-targets -- -D warnings
-run_step "tests" cargo test --all-targets -- --test-threads="$TEST_THREADS"
-run_step "doc tests" cargo test --doc -- --test-threads="$TEST_THREADS"
+run_step "clippy" cargo clippy --workspace --all-targets -- -D warnings
+run_step "tests" cargo test --workspace --all-targets -- --test-threads="$TEST_THREADS"
+run_step "doc tests" cargo test --workspace --doc -- --test-threads="$TEST_THREADS"
 
 header "Summary"
 failed=0

@@ -1,7 +1,7 @@
 //! In-process message store: the embedded single-node default and the unit-test store.
 //!
-//! Bounded: each user keeps its newest `max_messages_per_user` messages, broadcasts the
-//! newest `max_broadcasts`. Nothing survives a restart. One std `Mutex` guards it all:
+//! Bounded: each user keeps its newest `max_messages_per_user` messages; broadcasts are
+//! live only and not kept. Nothing survives a restart. One std `Mutex` guards it all:
 //! nothing awaits while it is held, and every operation is a few map/deque steps.
 
 use std::collections::{HashMap, VecDeque};
@@ -40,7 +40,6 @@ struct IdemEntry {
 #[derive(Default)]
 struct Inner {
     users: HashMap<UserId, UserLog>,
-    broadcasts: VecDeque<ByteString>,
     idempotency: HashMap<String, IdemEntry>,
     /// Insertion order of idempotency keys with their expiry, for purging.
     idempotency_order: VecDeque<(u64, String)>,
@@ -50,7 +49,6 @@ struct Inner {
 pub struct MemoryStore {
     inner: Mutex<Inner>,
     max_per_user: usize,
-    max_broadcasts: usize,
     idempotency_window_ms: u64,
 }
 
@@ -59,7 +57,6 @@ impl MemoryStore {
         Self {
             inner: Mutex::new(Inner::default()),
             max_per_user: cfg.max_messages_per_user,
-            max_broadcasts: cfg.max_broadcasts,
             idempotency_window_ms: cfg.idempotency_window_s * 1000,
         }
     }
@@ -70,94 +67,101 @@ impl MemoryStore {
     }
 }
 
+impl Inner {
+    /// Forgets idempotency keys whose window ended.
+    fn purge_idempotency(&mut self, now: u64) {
+        while let Some((exp, _)) = self.idempotency_order.front() {
+            if *exp > now {
+                break;
+            }
+            if let Some((_, key)) = self.idempotency_order.pop_front() {
+                self.idempotency.remove(&key);
+            }
+        }
+    }
+
+    /// Gives each user the next seq and keeps the newest `max_per_user` entries.
+    fn store_for_users(
+        &mut self,
+        users: &[UserId],
+        parts: &MessageParts,
+        expires_ms: u64,
+        max_per_user: usize,
+    ) -> Vec<Delivery> {
+        let mut deliveries = Vec::with_capacity(users.len());
+        for user in users {
+            let log = self.users.entry(user.clone()).or_default();
+            log.last_seq += 1;
+            let seq = log.last_seq;
+            let frame = parts.frame(seq);
+            if log.entries.len() == max_per_user {
+                log.entries.pop_front();
+            }
+            log.entries.push_back(Entry {
+                seq,
+                expires_ms,
+                frame: frame.clone(),
+            });
+            deliveries.push(Delivery {
+                user: user.clone(),
+                seq,
+                frame,
+            });
+        }
+        deliveries
+    }
+}
+
 #[async_trait]
 impl MessageStore for MemoryStore {
     async fn append(&self, batch: Vec<NewMessage>) -> Result<Vec<Accepted>, StoreError> {
         let now = now_ms();
         let mut inner = self.lock();
-        while let Some((exp, _)) = inner.idempotency_order.front() {
-            if *exp > now {
-                break;
-            }
-            // unwrap: front() was Some
-            let (_, key) = inner.idempotency_order.pop_front().unwrap();
-            inner.idempotency.remove(&key);
-        }
+        inner.purge_idempotency(now);
         let mut out = Vec::with_capacity(batch.len());
         for msg in batch {
-            if let Some(key) = &msg.idempotency_key {
-                if let Some(seen) = inner.idempotency.get(key) {
-                    out.push(Accepted {
-                        id: seen.id.clone(),
-                        recipients: seen.recipients,
-                        duplicate: true,
-                        deliveries: Vec::new(),
-                        broadcast: None,
-                    });
-                    continue;
-                }
+            if let Some(seen) = msg
+                .idempotency_key
+                .as_ref()
+                .and_then(|key| inner.idempotency.get(key))
+            {
+                out.push(Accepted {
+                    id: seen.id.clone(),
+                    recipients: seen.recipients,
+                    duplicate: true,
+                    deliveries: Vec::new(),
+                    broadcast: None,
+                });
+                continue;
             }
             let id = new_message_id();
             let parts = MessageParts::new(&id, msg.topic.as_deref(), msg.payload.get(), now);
-            let expires_ms = now + msg.ttl_s * 1000;
-            let accepted = match &msg.target {
-                Target::Broadcast => {
-                    let frame = parts.broadcast_frame();
-                    if inner.broadcasts.len() == self.max_broadcasts {
-                        inner.broadcasts.pop_front();
-                    }
-                    inner.broadcasts.push_back(frame.clone());
-                    Accepted {
-                        id: id.clone(),
-                        recipients: 0,
-                        duplicate: false,
-                        deliveries: Vec::new(),
-                        broadcast: Some(frame),
-                    }
-                }
+            let (recipients, deliveries, broadcast) = match &msg.target {
+                // Broadcasts are live only: nothing is kept.
+                Target::Broadcast => (0, Vec::new(), Some(parts.broadcast_frame())),
                 Target::Users(users) => {
-                    let mut deliveries = Vec::with_capacity(users.len());
-                    for user in users {
-                        let log = inner.users.entry(user.clone()).or_default();
-                        log.last_seq += 1;
-                        let seq = log.last_seq;
-                        let frame = parts.frame(seq);
-                        if log.entries.len() == self.max_per_user {
-                            log.entries.pop_front();
-                        }
-                        log.entries.push_back(Entry {
-                            seq,
-                            expires_ms,
-                            frame: frame.clone(),
-                        });
-                        deliveries.push(Delivery {
-                            user: user.clone(),
-                            seq,
-                            frame,
-                        });
-                    }
-                    Accepted {
-                        id: id.clone(),
-                        recipients: users.len(),
-                        duplicate: false,
-                        deliveries,
-                        broadcast: None,
-                    }
+                    let expires_ms = now + msg.ttl_s * 1000;
+                    let d = inner.store_for_users(users, &parts, expires_ms, self.max_per_user);
+                    (users.len(), d, None)
                 }
             };
             if let Some(key) = msg.idempotency_key {
                 inner
                     .idempotency_order
                     .push_back((now + self.idempotency_window_ms, key.clone()));
-                inner.idempotency.insert(
-                    key,
-                    IdemEntry {
-                        id,
-                        recipients: accepted.recipients,
-                    },
-                );
+                let entry = IdemEntry {
+                    id: id.clone(),
+                    recipients,
+                };
+                inner.idempotency.insert(key, entry);
             }
-            out.push(accepted);
+            out.push(Accepted {
+                id,
+                recipients,
+                duplicate: false,
+                deliveries,
+                broadcast,
+            });
         }
         Ok(out)
     }

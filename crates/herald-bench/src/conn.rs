@@ -69,6 +69,28 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Zeroed counters for worker `worker` of run `run_id`.
+    pub fn new(worker: usize, run_id: u64, fd_limit: Option<u64>) -> Shared {
+        Shared {
+            worker,
+            fd_limit,
+            connected: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            open: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            stale: AtomicU64::new(0),
+            out_of_order: AtomicU64::new(0),
+            first_recv_us: AtomicU64::new(0),
+            last_recv_us: AtomicU64::new(0),
+            live_tasks: AtomicU64::new(0),
+            run_id,
+            latency: Mutex::new(Latencies::default()),
+            connect_errors: Mutex::new(Reasons::new()),
+            disconnects: Mutex::new(Reasons::new()),
+            failed_users: Mutex::new(Vec::new()),
+        }
+    }
+
     pub fn progress(&self) -> Progress {
         Progress {
             connected: self.connected.load(Relaxed),

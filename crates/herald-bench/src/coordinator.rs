@@ -1,26 +1,26 @@
-//! `herald-bench run` itself: checks the flags, starts the worker processes, drives the phases
+//! `herald-bench run` itself: checks the flags, starts the worker processes (`fleet`), drives the phases
 //! (connect, idle, publish, drain, finish) with a deadline each, prints progress on stderr
 //! and the report on stdout. It opens no WebSocket itself; it publishes.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::process::{ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::fleet;
 use super::histogram::Histogram;
-use super::protocol::{merge_reasons, Progress, WorkerEvent, WorkerSummary, FINISH};
+use super::protocol::{merge_reasons, Progress, WorkerEvent, FINISH};
 use super::publisher::{self, Live, Plan};
 use super::report::{counter_delta, per, r3, LatencyMs, Report};
-use super::setup::{setup, Setup, WorkerAuth};
+use super::setup::{setup, Setup};
 use super::sys::{cpu_secs, rss_bytes};
-use super::{BenchArgs, Mode, WORKER_SECRET_ENV};
+use super::{BenchArgs, Mode};
 
 /// Interval of the progress line.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
@@ -93,22 +93,10 @@ async fn server_counters(targets: &[SocketAddr]) -> Option<BTreeMap<String, u64>
     Some(sum)
 }
 
-/// One worker process as the coordinator sees it.
-struct Worker {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    latest: Progress,
-    ready: bool,
-    failed_users: Vec<u64>,
-    summary: Option<WorkerSummary>,
-    /// Its stdout closed: it exited or crashed.
-    gone: bool,
-}
-
 /// A running bench.
 struct Run {
     setup: Setup,
-    workers: Vec<Worker>,
+    workers: Vec<fleet::Worker>,
     events: mpsc::UnboundedReceiver<(usize, Option<WorkerEvent>)>,
     started: Instant,
     phase: &'static str,
@@ -124,78 +112,8 @@ struct Run {
 impl Run {
     /// Starts the workers.
     fn start(setup: Setup) -> Result<Run, String> {
-        let exe =
-            std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
-        let a = &setup.args;
-        let n_workers = a.conns.div_ceil(a.conns_per_worker);
-        // Upper bound of the whole run, so workers stop even if this process hangs.
-        let max_secs = 5 * a.timeout_secs + a.idle_secs + a.drain_secs + 60;
-        let targets = setup
-            .targets
-            .iter()
-            .map(|t| t.to_string())
-            .collect::<Vec<_>>()
-            .join(",");
         let (tx, events) = mpsc::unbounded_channel();
-        let mut workers = Vec::new();
-        for id in 0..n_workers {
-            let first = id * a.conns_per_worker;
-            let count = a.conns_per_worker.min(a.conns - first);
-            let mut cmd = Command::new(&exe);
-            cmd.arg("worker")
-                .args(["--id", &id.to_string()])
-                .args(["--targets", &targets])
-                .args(["--first-user", &first.to_string()])
-                .args(["--count", &count.to_string()])
-                .args(["--user-prefix", &a.user_prefix])
-                .args(["--device", &a.device])
-                .args(["--source-addrs", &setup.source_addrs.to_string()])
-                .args(["--connect-concurrency", &a.connect_concurrency.to_string()])
-                .args(["--timeout-secs", &a.timeout_secs.to_string()])
-                .args(["--max-secs", &max_secs.to_string()])
-                .args(["--run-id", &setup.run_id.to_string()])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .kill_on_drop(true);
-            match &setup.worker_auth {
-                WorkerAuth::Config(path) => {
-                    cmd.arg("--config").arg(path);
-                }
-                WorkerAuth::Secret(s) => {
-                    cmd.env(WORKER_SECRET_ENV, s);
-                }
-            }
-            let mut child = cmd
-                .spawn()
-                .map_err(|e| format!("cannot start worker {id}: {e}"))?;
-            let stdin = child.stdin.take();
-            // unwrap: stdout was configured as piped just above
-            let stdout = child.stdout.take().unwrap();
-            let tx = tx.clone();
-            let idx = id as usize;
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(stdout).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    match serde_json::from_str::<WorkerEvent>(&line) {
-                        Ok(ev) => {
-                            let _ = tx.send((idx, Some(ev)));
-                        }
-                        Err(e) => eprintln!("bench: worker {idx} said something unreadable ({e})"),
-                    }
-                }
-                let _ = tx.send((idx, None));
-            });
-            workers.push(Worker {
-                child,
-                stdin,
-                latest: Progress::default(),
-                ready: false,
-                failed_users: Vec::new(),
-                summary: None,
-                gone: false,
-            });
-        }
+        let workers = fleet::spawn(&setup, &tx)?;
         let now = Instant::now();
         Ok(Run {
             setup,
@@ -223,29 +141,7 @@ impl Run {
     }
 
     fn on_event(&mut self, idx: usize, ev: Option<WorkerEvent>) {
-        let w = &mut self.workers[idx];
-        match ev {
-            Some(WorkerEvent::Progress(p)) => w.latest = p,
-            Some(WorkerEvent::Ready {
-                progress,
-                failed_users,
-                connect_secs: _,
-            }) => {
-                w.latest = progress;
-                w.ready = true;
-                w.failed_users = failed_users;
-            }
-            Some(WorkerEvent::Summary(s)) => {
-                w.latest = s.progress;
-                w.summary = Some(*s);
-            }
-            None => {
-                if w.summary.is_none() {
-                    eprintln!("bench: worker {idx} ended without a summary; its numbers are lost");
-                }
-                w.gone = true;
-            }
-        }
+        self.workers[idx].apply(idx, ev);
         let received = self.total().received;
         if received > self.last_received {
             self.last_received = received;

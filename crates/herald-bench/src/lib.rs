@@ -83,6 +83,7 @@
 
 mod conn;
 mod coordinator;
+mod fleet;
 mod frame;
 mod histogram;
 mod http1;

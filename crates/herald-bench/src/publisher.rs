@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::http1::Client;
+use super::http1::{Client, Response};
 use super::protocol::{bump, merge_reasons, Reasons};
 use super::sys::unix_micros;
 use super::Mode;
@@ -139,6 +139,37 @@ impl Outcome {
     }
 }
 
+impl Outcome {
+    /// Counts one request's answer (status or error kind); returns how many of its `n`
+    /// messages were accepted, or `None` when it got no answer (they count as failed).
+    fn tally(&mut self, mode: Mode, n: u64, answer: std::io::Result<Response>) -> Option<u64> {
+        match answer {
+            Ok(r) => {
+                bump(
+                    &mut self.http_status,
+                    itoa::Buffer::new().format(r.status),
+                    1,
+                );
+                Some(match r.status {
+                    202 if mode != Mode::Batch => n,
+                    202 | 207 => serde_json::from_slice::<BatchAnswer>(&r.body)
+                        .map_or(0, |b| b.accepted.min(n)),
+                    _ => 0,
+                })
+            }
+            Err(e) => {
+                bump(
+                    &mut self.errors,
+                    &format!("{:?}", e.kind()).to_lowercase(),
+                    1,
+                );
+                self.failed += n;
+                None
+            }
+        }
+    }
+}
+
 /// The part of a batch answer the bench reads.
 #[derive(Deserialize)]
 struct BatchAnswer {
@@ -185,29 +216,8 @@ pub async fn publish(plan: Arc<Plan>, live: Arc<Live>) -> Outcome {
                 let answer = client
                     .request("POST", plan.path(), Some(&plan.api_key), body.as_bytes())
                     .await;
-                let accepted = match answer {
-                    Ok(r) => {
-                        bump(
-                            &mut out.http_status,
-                            itoa::Buffer::new().format(r.status),
-                            1,
-                        );
-                        match r.status {
-                            202 if plan.mode != Mode::Batch => n,
-                            202 | 207 => serde_json::from_slice::<BatchAnswer>(&r.body)
-                                .map_or(0, |b| b.accepted.min(n)),
-                            _ => 0,
-                        }
-                    }
-                    Err(e) => {
-                        bump(
-                            &mut out.errors,
-                            &format!("{:?}", e.kind()).to_lowercase(),
-                            1,
-                        );
-                        out.failed += n;
-                        continue;
-                    }
+                let Some(accepted) = out.tally(plan.mode, n, answer) else {
+                    continue;
                 };
                 out.accepted += accepted;
                 out.rejected += n - accepted;

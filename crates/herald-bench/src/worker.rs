@@ -7,15 +7,15 @@
 
 use std::io::BufRead;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, watch, Semaphore};
 
-use super::conn::{connection, source_addr, Conn, Latencies, Shared, CLOSE_GRACE};
+use super::conn::{connection, source_addr, Conn, Shared, CLOSE_GRACE};
 use super::histogram::Histogram;
-use super::protocol::{emit, Progress, Reasons, WorkerEvent, WorkerSummary, FINISH};
+use super::protocol::{emit, Progress, WorkerEvent, WorkerSummary, FINISH};
 use super::sys::{cpu_secs, open_files_limit, rss_bytes};
 use super::{WorkerArgs, WORKER_SECRET_ENV};
 use herald::auth::TokenMinter;
@@ -163,24 +163,7 @@ async fn work(
 ) -> ExitCode {
     let started = Instant::now();
     let hard_deadline = tokio::time::Instant::now() + Duration::from_secs(args.max_secs.max(1));
-    let shared = Arc::new(Shared {
-        worker: args.id,
-        fd_limit: open_files_limit(),
-        connected: AtomicU64::new(0),
-        failed: AtomicU64::new(0),
-        open: AtomicU64::new(0),
-        received: AtomicU64::new(0),
-        stale: AtomicU64::new(0),
-        out_of_order: AtomicU64::new(0),
-        first_recv_us: AtomicU64::new(0),
-        last_recv_us: AtomicU64::new(0),
-        live_tasks: AtomicU64::new(0),
-        run_id: args.run_id,
-        latency: Mutex::new(Latencies::default()),
-        connect_errors: Mutex::new(Reasons::new()),
-        disconnects: Mutex::new(Reasons::new()),
-        failed_users: Mutex::new(Vec::new()),
-    });
+    let shared = Arc::new(Shared::new(args.id, args.run_id, open_files_limit()));
     let (finish_tx, finish_rx) = watch::channel(false);
     let progress = tokio::spawn({
         let shared = shared.clone();
@@ -231,10 +214,22 @@ async fn work(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     progress.abort();
-    // unwrap: see Shared::connect_failed
+    let summary = summarize(&shared, before_finish, rss, &loop_lag);
+    emit(&WorkerEvent::Summary(Box::new(summary)));
+    ExitCode::SUCCESS
+}
+
+/// The worker's final numbers; `before_finish` and `rss` were read before connections
+/// started closing.
+fn summarize(
+    shared: &Shared,
+    before_finish: Progress,
+    rss: u64,
+    loop_lag: &Mutex<Histogram>,
+) -> WorkerSummary {
+    // unwrap (all locks): see Shared::connect_failed
     let latency = std::mem::take(&mut *shared.latency.lock().unwrap());
-    // unwrap (three locks): see Shared::connect_failed
-    let summary = WorkerSummary {
+    WorkerSummary {
         progress: Progress {
             received: shared.received.load(Relaxed),
             ..before_finish
@@ -250,7 +245,5 @@ async fn work(
         latency: latency.total,
         stored_latency: latency.stored,
         loop_lag: loop_lag.lock().unwrap().clone(),
-    };
-    emit(&WorkerEvent::Summary(Box::new(summary)));
-    ExitCode::SUCCESS
+    }
 }

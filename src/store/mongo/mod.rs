@@ -13,7 +13,7 @@
 //! | `counters` | `{_id: user, seq: long, at: long}`: the newest seq handed out to the user, and when (unix ms) the latest block was reserved (see `read.rs`) | `_id` |
 //! | `idempotency` | a claimed key: `{_id: key, id, ts: long, recipients: long, state: "pending" \| "done", expires_at: Date}` | `_id`; TTL `expires_at_ttl`, expireAfterSeconds 0 |
 //! | `cursors` | a device's ack position: `{_id: "<user>/<device>", user, device, seq: long}` | `_id` |
-//! | `broadcasts` | history of broadcasts: `{_id: id, frame, expires_at: Date}` | `_id`; TTL `expires_at_ttl`, expireAfterSeconds 0 |
+//! | `broadcasts` | one marker per stored broadcast with an idempotency key: `{_id: id, expires_at: Date}`, kept as long as its claim. Broadcasts are live only and never replayed (no frame is kept); the marker's unique `_id` is how an idempotent retry that completes an earlier append learns that the broadcast was already stored (and possibly pushed), so it is not pushed twice | `_id`; TTL `expires_at_ttl`, expireAfterSeconds 0 |
 //!
 //! Every TTL index is on an absolute `expires_at` with expireAfterSeconds 0, so changing a
 //! TTL or the idempotency window never needs an index rebuilt. The TTL monitor deletes
@@ -27,8 +27,8 @@
 //! below `last_seq - max_messages_per_user`, and reports the one above as `first_retained`,
 //! exactly like the memory store. The documents below that floor are deleted in the
 //! background (`retention.rs`) each time a user's seq crosses a multiple of a tenth of the
-//! limit, so the collection holds at most about 1.1 times the limit per user. Broadcasts
-//! and cursors are only bounded by TTL (broadcasts) or not at all (one small cursor
+//! limit, so the collection holds at most about 1.1 times the limit per user. Broadcast
+//! markers and cursors are only bounded by TTL (markers) or not at all (one small cursor
 //! document per device).
 //!
 //! # Seq gaps
@@ -44,7 +44,8 @@
 
 mod append;
 mod claims;
-mod config;
+mod copies;
+
 mod cursors;
 mod error;
 mod read;
@@ -59,10 +60,10 @@ use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, Collection, Database, IndexModel};
 use tracing::debug;
 
-pub use self::config::{MongoStoreConfig, APPEND_BUDGET_CALLS};
 use self::error::{is_transient, MongoError};
 use self::retention::Trimmer;
 use super::{Accepted, CursorUpdate, MessageStore, NewMessage, Page, StoreError};
+pub use crate::config::{MongoStoreConfig, APPEND_BUDGET_CALLS};
 use crate::ids::{DeviceId, Seq, UserId};
 
 /// Attempts of one call on transient errors (the driver itself retries once more inside).

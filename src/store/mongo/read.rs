@@ -109,35 +109,126 @@ impl MongoStore {
         })
         .await?;
         self.after_find(user).await;
-        page.messages.reserve(docs.len());
-        let mut expected = start + 1;
-        for d in &docs {
-            let seq = seq_field(d, "seq", "read messages")?;
-            if seq > expected {
-                let at = d.number("at").map_or(0, |a| a.max(0) as u64);
-                if started < at.saturating_add(budget) {
-                    // A seq before this copy may still be on its way in.
-                    page.held_back = true;
-                    break;
-                }
-            }
-            expected = seq + 1;
-            page.settled_upto = seq;
-            page.last_seq = page.last_seq.max(seq);
-            let expired = d
-                .get_datetime("expires_at")
-                .is_ok_and(|e| e.timestamp_millis() <= to_i64(started));
-            if !expired {
-                let frame = d
-                    .get_str("frame")
-                    .map_err(|_| MongoError::reply("read messages", "message without a frame"))?;
-                page.messages.push((seq, ByteString::from(frame)));
-            }
-        }
+        fill_page(&mut page, &docs, start, started, budget)?;
         page.more = !page.held_back && docs.len() == limit;
         if !page.held_back && !page.more && counter_final {
             page.settled_upto = page.settled_upto.max(last);
         }
         Ok(page)
+    }
+}
+
+/// Copies the found documents (seq > `start`, ascending) into `page` up to the first hole
+/// that a write still within its `budget` may fill, skipping expired copies; `started` is
+/// the instant the read began.
+fn fill_page(
+    page: &mut Page,
+    docs: &[RawDocumentBuf],
+    start: Seq,
+    started: u64,
+    budget: u64,
+) -> Result<(), MongoError> {
+    page.messages.reserve(docs.len());
+    let mut expected = start + 1;
+    for d in docs {
+        let seq = seq_field(d, "seq", "read messages")?;
+        if seq > expected {
+            let at = d.number("at").map_or(0, |a| a.max(0) as u64);
+            if started < at.saturating_add(budget) {
+                // A seq before this copy may still be on its way in.
+                page.held_back = true;
+                break;
+            }
+        }
+        expected = seq + 1;
+        page.settled_upto = seq;
+        page.last_seq = page.last_seq.max(seq);
+        let expired = d
+            .get_datetime("expires_at")
+            .is_ok_and(|e| e.timestamp_millis() <= to_i64(started));
+        if !expired {
+            let frame = d
+                .get_str("frame")
+                .map_err(|_| MongoError::reply("read messages", "message without a frame"))?;
+            page.messages.push((seq, ByteString::from(frame)));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use mongodb::bson::{rawdoc, DateTime};
+
+    use super::*;
+
+    const BUDGET: u64 = 1_000;
+    const NOW: u64 = 1_000_000;
+
+    fn copy(seq: i64, at: u64, expires: u64) -> RawDocumentBuf {
+        rawdoc! {
+            "seq": seq,
+            "frame": format!("m{seq}"),
+            "at": at as i64,
+            "expires_at": DateTime::from_millis(expires as i64),
+        }
+    }
+
+    fn fill(docs: &[RawDocumentBuf], start: Seq) -> Page {
+        let mut page = Page {
+            settled_upto: start,
+            ..Page::default()
+        };
+        fill_page(&mut page, docs, start, NOW, BUDGET).unwrap();
+        page
+    }
+
+    fn seqs(page: &Page) -> Vec<Seq> {
+        page.messages.iter().map(|(s, _)| *s).collect()
+    }
+
+    #[test]
+    fn a_contiguous_run_is_returned_and_settled() {
+        let far = NOW + 60_000;
+        let page = fill(&[copy(3, 0, far), copy(4, 0, far), copy(5, 0, far)], 2);
+        assert_eq!(seqs(&page), [3, 4, 5]);
+        assert_eq!(page.settled_upto, 5);
+        assert!(!page.held_back);
+    }
+
+    #[test]
+    fn a_hole_before_a_young_copy_holds_the_page_back() {
+        let far = NOW + 60_000;
+        let young = NOW - BUDGET / 2;
+        let page = fill(&[copy(1, 0, far), copy(3, young, far)], 0);
+        assert_eq!(seqs(&page), [1]);
+        assert_eq!(page.settled_upto, 1);
+        assert!(page.held_back);
+    }
+
+    #[test]
+    fn a_hole_before_a_copy_older_than_the_budget_is_a_gap_for_good() {
+        let far = NOW + 60_000;
+        let old = NOW - BUDGET;
+        let page = fill(&[copy(1, 0, far), copy(3, old, far)], 0);
+        assert_eq!(seqs(&page), [1, 3]);
+        assert_eq!(page.settled_upto, 3);
+        assert!(!page.held_back);
+    }
+
+    #[test]
+    fn an_expired_copy_settles_its_seq_but_is_left_out() {
+        let far = NOW + 60_000;
+        let page = fill(&[copy(1, 0, NOW), copy(2, 0, far)], 0);
+        assert_eq!(seqs(&page), [2]);
+        assert_eq!(page.settled_upto, 2);
+        assert_eq!(page.last_seq, 2);
+    }
+
+    #[test]
+    fn a_copy_without_a_frame_is_a_bad_reply() {
+        let doc = rawdoc! {"seq": 1_i64, "at": 0_i64};
+        let mut page = Page::default();
+        assert!(fill_page(&mut page, &[doc], 0, NOW, BUDGET).is_err());
     }
 }

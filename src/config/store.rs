@@ -1,9 +1,80 @@
-//! `[store.mongo]`: settings of the MongoDB message store, their defaults and validation.
+//! `[store]` and `[store.mongo]`: which message store backs the node and how it is bounded,
+//! where MongoDB is and how it writes; with their checks.
+//!
+//! The write-concern conversion into the driver's type lives here too, because checking the
+//! configured value is that conversion.
 
 use std::time::Duration;
 
 use mongodb::options::{Acknowledgment, WriteConcern};
 use serde::Deserialize;
+
+use super::{invalid, ConfigError};
+
+/// Which message store backs the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// In-process, bounded, not durable across restarts.
+    Memory,
+    /// MongoDB (`[store.mongo]`): durable, shared by every node of a cluster.
+    Mongo,
+}
+
+/// `[store]`: message store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    pub backend: StoreBackend,
+    /// Messages kept per user, both backends (oldest dropped first).
+    pub max_messages_per_user: usize,
+    /// How long an idempotency key maps to its first message, seconds.
+    pub idempotency_window_s: u64,
+    /// Ack cursors are written in batches at most this often, ms.
+    pub cursor_flush_ms: u64,
+    /// MongoDB settings, used when `backend = "mongo"`; `max_messages_per_user` and
+    /// `idempotency_window_s` above apply to it too.
+    pub mongo: MongoStoreConfig,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            backend: StoreBackend::Memory,
+            max_messages_per_user: 1000,
+            idempotency_window_s: 86_400,
+            cursor_flush_ms: 200,
+            mongo: Default::default(),
+        }
+    }
+}
+
+impl StoreConfig {
+    /// The MongoDB settings with the backend-independent limits of `[store]` applied.
+    pub fn mongo_config(&self) -> MongoStoreConfig {
+        let mut m = self.mongo.clone();
+        m.max_messages_per_user = self.max_messages_per_user;
+        m.idempotency_window_s = self.idempotency_window_s;
+        m
+    }
+}
+
+impl StoreConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_messages_per_user == 0 {
+            return Err(invalid("store.max_messages_per_user", "must be > 0"));
+        }
+        if self.cursor_flush_ms == 0 {
+            return Err(invalid("store.cursor_flush_ms", "must be > 0"));
+        }
+        if self.backend == StoreBackend::Mongo {
+            self.mongo_config()
+                .validate()
+                .map_err(|(key, reason)| invalid(key, reason))?;
+        }
+        Ok(())
+    }
+}
 
 /// `[store.mongo]`: where the MongoDB store connects and how it writes.
 ///
@@ -21,10 +92,14 @@ pub struct MongoStoreConfig {
     /// What every write waits for before a 202: `"majority"` (default), a node count such as
     /// `"1"`, or the name of a custom write concern (tag set).
     pub write_concern: String,
-    /// Messages kept per user (default 1000). Older ones are never read again and are
+    /// Messages kept per user: not a key of `[store.mongo]` but `store.max_messages_per_user`,
+    /// filled in by [`StoreConfig::mongo_config`]. Older ones are never read again and are
     /// deleted in the background.
+    #[serde(skip)]
     pub max_messages_per_user: usize,
-    /// How long an idempotency key maps to its first message, seconds (default 86400).
+    /// How long an idempotency key maps to its first message, seconds: likewise
+    /// `store.idempotency_window_s`.
+    #[serde(skip)]
     pub idempotency_window_s: u64,
     /// Budget of one MongoDB call including its retries, ms (default 2000). Also the server
     /// selection and connect timeout, so an unreachable server fails a call within it. A whole
@@ -76,10 +151,10 @@ impl MongoStoreConfig {
         }
         self.write_concern()?;
         if self.max_messages_per_user == 0 {
-            return Err(("store.mongo.max_messages_per_user", "must be > 0".into()));
+            return Err(("store.max_messages_per_user", "must be > 0".into()));
         }
         if self.idempotency_window_s == 0 {
-            return Err(("store.mongo.idempotency_window_s", "must be > 0".into()));
+            return Err(("store.idempotency_window_s", "must be > 0".into()));
         }
         if !(50..=600_000).contains(&self.op_timeout_ms) {
             return Err(("store.mongo.op_timeout_ms", "must be 50-600000 (ms)".into()));
@@ -158,6 +233,9 @@ mod tests {
     #[test]
     fn unknown_keys_and_bad_values_are_refused_naming_the_key() {
         assert!(toml::from_str::<MongoStoreConfig>("uri = \"x\"").is_err());
+        // The per-user limit and idempotency window are [store] keys, not [store.mongo] ones.
+        assert!(toml::from_str::<MongoStoreConfig>("max_messages_per_user = 5").is_err());
+        assert!(toml::from_str::<MongoStoreConfig>("idempotency_window_s = 5").is_err());
         let bad = MongoStoreConfig {
             database: "a.b".into(),
             ..Default::default()
