@@ -17,6 +17,9 @@ pub struct SessionConfig {
     pub heartbeat_timeout_ms: u64,
     /// Frames a session may have queued towards its socket before it is closed with 4002.
     pub outbound_queue: usize,
+    /// Bytes of frames a session may have queued towards its socket (a frame always fits an
+    /// empty queue); over it a live message closes the session with 4002.
+    pub outbound_bytes: usize,
     /// Largest client frame accepted, bytes; bigger ones close the session with 1009.
     pub max_frame_bytes: usize,
     /// Most messages replayed on connect; more missed than this sends `history_truncated`.
@@ -31,6 +34,7 @@ impl Default for SessionConfig {
             heartbeat_ms: 25_000,
             heartbeat_timeout_ms: 0,
             outbound_queue: 256,
+            outbound_bytes: 1024 * 1024,
             max_frame_bytes: 16 * 1024,
             replay_limit: 1000,
             close_grace_ms: 1000,
@@ -104,6 +108,9 @@ impl SessionConfig {
         }
         if self.outbound_queue == 0 {
             return Err(invalid("session.outbound_queue", "must be > 0"));
+        }
+        if self.outbound_bytes < 16 * 1024 {
+            return Err(invalid("session.outbound_bytes", "must be at least 16384"));
         }
         if self.max_frame_bytes < 256 {
             return Err(invalid("session.max_frame_bytes", "must be at least 256"));

@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
-use actix::{Actor, AsyncContext};
+use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 
 use super::error::ApiError;
 use super::{bearer, AppState};
@@ -75,21 +75,23 @@ pub async fn upgrade(
         })?),
         None => ResumeFrom::Cursor,
     };
-    let (response, sink, stream) = actix_ws::handle(&req, body).map_err(|e| {
+    // The session reads the client's frames itself (see `session::inbound`): actix-ws gets
+    // an empty payload and only builds the handshake response and the sink.
+    let payload = body.into_inner();
+    let empty = web::Payload::from_request(&req, &mut Payload::None)
+        .await
+        .map_err(|e| ApiError::bad_request("not_websocket", e.to_string()))?;
+    let (response, sink, _unused) = actix_ws::handle(&req, empty).map_err(|e| {
         ApiError::bad_request("not_websocket", format!("websocket handshake failed: {e}"))
     })?;
-    let stream = stream.max_frame_size(state.session.cfg.max_frame_bytes);
-    let deps = state.session.clone();
-    WsSession::create(move |ctx| {
-        ctx.add_stream(stream);
-        WsSession::new(
-            identity.user,
-            device,
-            identity.expires_at,
-            resume,
-            deps,
-            sink,
-        )
-    });
+    WsSession::start(
+        identity.user,
+        device,
+        identity.expires_at,
+        resume,
+        state.session.clone(),
+        sink,
+        payload,
+    );
     Ok(response)
 }

@@ -224,6 +224,10 @@ impl HeraldProc {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn ws_url(&self, token: &str, extra: &str) -> String {
         format!("ws://127.0.0.1:{}/ws?token={token}&{extra}", self.port)
     }

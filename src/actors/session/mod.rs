@@ -6,25 +6,30 @@
 //! - this file joins the hub, runs the store reads the core asks for, answers client frames,
 //!   and keeps heartbeats and token expiry.
 //!
-//! A client that lets the outbound queue reach `session.outbound_queue` frames with live
-//! messages is closed with 4002; replay pages are read only once the queue has room.
+//! A session whose outbound queue goes over its budget (`session.outbound_queue` frames or
+//! `session.outbound_bytes`) with a live message is closed with 4002; replay pages are read
+//! only once the queue has room, and client frames only while it is not full.
 
 mod handle;
+mod inbound;
 pub mod order;
 pub mod outbound;
 
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use actix_web::dev::Payload;
 use actix_ws::{Message, ProtocolError};
 use bytestring::ByteString;
 use tracing::{debug, info};
 
 use self::handle::Push;
 pub use self::handle::{Offered, SessionHandle};
+use self::inbound::{Gate, Inbound};
 use self::order::{Action, Limits, Order, ReadFrom};
-use self::outbound::{Out, Outbound, Writer};
+use self::outbound::{Budget, Out, Outbound, Writer};
 use super::cursors::CursorsHandle;
 use super::hub::HubHandle;
 use crate::auth::TokenVerifier;
@@ -79,25 +84,37 @@ pub struct WsSession {
 }
 
 impl WsSession {
-    pub fn new(
+    /// Starts the session actor of an upgraded connection: `payload` is the request's
+    /// body (the client's frames), `sink` the response side.
+    pub fn start(
         user: UserId,
         device: DeviceId,
         expires_at: u64,
         resume: ResumeFrom,
         deps: Arc<SessionDeps>,
         sink: actix_ws::Session,
-    ) -> Self {
-        Self {
-            id: SessionId::next(),
-            user,
-            device,
-            expires_at,
-            resume,
-            deps,
-            out: Outbound::new(sink),
-            order: None,
-            last_heard: Instant::now(),
-        }
+        payload: Payload,
+    ) {
+        let gate = Rc::new(Gate::default());
+        let inbound = Inbound::new(payload, deps.cfg.max_frame_bytes, gate.clone());
+        let budget = Budget {
+            frames: deps.cfg.outbound_queue,
+            bytes: deps.cfg.outbound_bytes,
+        };
+        WsSession::create(move |ctx| {
+            ctx.add_stream(inbound);
+            Self {
+                id: SessionId::next(),
+                user,
+                device,
+                expires_at,
+                resume,
+                deps,
+                out: Outbound::new(sink, budget, gate),
+                order: None,
+                last_heard: Instant::now(),
+            }
+        });
     }
 
     /// Starts closing: drops what is queued, sends the close frame, and stops once it is
@@ -168,7 +185,7 @@ impl WsSession {
             });
             return;
         }
-        if self.out.len() >= self.deps.cfg.outbound_queue {
+        if self.out.is_full() {
             ctx.run_later(ROOM_WAIT, move |act, ctx| {
                 act.read(from, limit, Duration::ZERO, ctx)
             });
@@ -215,7 +232,7 @@ impl WsSession {
                 if let Some(token) = token {
                     self.refresh(&token);
                 }
-                self.text(frames::pong());
+                self.out.push_json_pong();
             }
             Ok(ClientFrame::Ack { seq }) => {
                 if let Some(seq) = self.order.as_mut().and_then(|o| o.on_ack(seq)) {
@@ -357,7 +374,7 @@ impl Handler<Push> for WsSession {
             }
             Push::Close(reason) => self.close(reason, ctx),
         }
-        if self.out.len() > self.deps.cfg.outbound_queue {
+        if self.out.is_over() {
             Counters::add(&self.deps.counters.slow_consumers, 1);
             self.close(CloseReason::SlowConsumer, ctx);
         }
@@ -376,7 +393,7 @@ impl StreamHandler<Result<Message, ProtocolError>> for WsSession {
                 "binary_not_supported",
                 "send JSON text frames",
             )),
-            Ok(Message::Ping(bytes)) => self.out.push(Out::Pong(bytes)),
+            Ok(Message::Ping(bytes)) => self.out.push_pong(bytes),
             Ok(Message::Pong(_)) | Ok(Message::Nop) => {}
             Ok(Message::Close(_)) => self.close(CloseReason::Normal, ctx),
             Ok(Message::Continuation(_)) => self.text(frames::error(
