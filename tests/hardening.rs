@@ -186,3 +186,20 @@ async fn client_that_sends_pings_and_bad_frames_and_never_reads_stays_bounded() 
     drop(tcp);
     still_delivers(&node, "after-flood").await;
 }
+
+#[actix_rt::test]
+async fn post_whose_payload_times_recipients_is_over_the_fanout_budget_is_413_and_costs_nothing() {
+    let node = node("fanout", &[]);
+    let before = rss_kib(node.pid());
+    // 0.9 MB to 1 000 users (before the fix: +884 MB RSS, accepted).
+    let users: Vec<String> = (0..1000).map(|i| format!("u{i}")).collect();
+    let payload = "x".repeat(900 * 1024);
+    let body = json!({"to": users, "payload": payload}).to_string();
+    let (s, v) = node.post("/api/v1/messages", &body).await;
+    assert_eq!(s, 413, "{v}");
+    assert_eq!(v["error"]["code"], "fanout_too_large", "{v}");
+    let grown = rss_kib(node.pid()).saturating_sub(before);
+    eprintln!("fanout: node RSS +{grown} KiB");
+    assert!(grown < 16 * 1024, "node grew {grown} KiB");
+    still_delivers(&node, "after-fanout").await;
+}

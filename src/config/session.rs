@@ -77,6 +77,11 @@ pub struct IngestConfig {
     pub default_ttl_s: u64,
     /// Largest `ttl_s` accepted, seconds.
     pub max_ttl_s: u64,
+    /// Payload bytes (plus ~160 per frame) times recipients one request may ask to store
+    /// and push (413 `fanout_too_large` above); broadcasts count nothing.
+    pub max_fanout_bytes: usize,
+    /// Deepest nesting of arrays and objects in a payload (400 above).
+    pub max_payload_depth: usize,
     /// Deliveries waiting for the hub (a broadcast counts once per session) above which
     /// ingestion answers 429 `overloaded` instead of queueing without bound.
     pub max_hub_backlog: u64,
@@ -91,6 +96,8 @@ impl Default for IngestConfig {
             default_ttl_s: 7 * 86_400,
             max_ttl_s: 30 * 86_400,
             max_hub_backlog: 1_000_000,
+            max_fanout_bytes: 64 * 1024 * 1024,
+            max_payload_depth: 64,
         }
     }
 }
@@ -132,6 +139,15 @@ impl IngestConfig {
         }
         if self.max_hub_backlog == 0 {
             return Err(invalid("ingest.max_hub_backlog", "must be > 0"));
+        }
+        if self.max_fanout_bytes < self.max_body_bytes {
+            return Err(invalid(
+                "ingest.max_fanout_bytes",
+                "must be at least ingest.max_body_bytes",
+            ));
+        }
+        if self.max_payload_depth == 0 {
+            return Err(invalid("ingest.max_payload_depth", "must be > 0"));
         }
         if self.max_batch == 0 {
             return Err(invalid("ingest.max_batch", "must be > 0"));

@@ -32,6 +32,12 @@ pub struct StoreConfig {
     pub idempotency_window_s: u64,
     /// Ack cursors are written in batches at most this often, ms.
     pub cursor_flush_ms: u64,
+    /// Memory store: bytes of stored messages (frames plus ~64 bytes each) for all users
+    /// together; past it the oldest stored messages go first.
+    pub memory_max_bytes: usize,
+    /// Memory store: idempotency keys remembered; past it the oldest are forgotten before
+    /// their window ends.
+    pub memory_max_keys: usize,
     /// MongoDB settings, used when `backend = "mongo"`; `max_messages_per_user` and
     /// `idempotency_window_s` above apply to it too.
     pub mongo: MongoStoreConfig,
@@ -44,6 +50,8 @@ impl Default for StoreConfig {
             max_messages_per_user: 1000,
             idempotency_window_s: 86_400,
             cursor_flush_ms: 200,
+            memory_max_bytes: 256 * 1024 * 1024,
+            memory_max_keys: 1_000_000,
             mongo: Default::default(),
         }
     }
@@ -66,6 +74,15 @@ impl StoreConfig {
         }
         if self.cursor_flush_ms == 0 {
             return Err(invalid("store.cursor_flush_ms", "must be > 0"));
+        }
+        if self.memory_max_bytes < 1024 * 1024 {
+            return Err(invalid(
+                "store.memory_max_bytes",
+                "must be at least 1048576",
+            ));
+        }
+        if self.memory_max_keys == 0 {
+            return Err(invalid("store.memory_max_keys", "must be > 0"));
         }
         if self.backend == StoreBackend::Mongo {
             self.mongo_config()

@@ -70,6 +70,9 @@ impl From<crate::ingest::IngestError> for ApiError {
         use crate::ingest::IngestError;
         match e {
             IngestError::Invalid { code, message } => ApiError::bad_request(code, message),
+            IngestError::TooLarge(message) => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "fanout_too_large", message)
+            }
             IngestError::Overloaded => {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", e.to_string())
             }

@@ -26,6 +26,9 @@ pub enum IngestError {
     /// The input is invalid (400); `code` and `message` are what the producer sees.
     #[error("{code}: {message}")]
     Invalid { code: &'static str, message: String },
+    /// The message's copies would take more memory than `ingest.max_fanout_bytes` (413).
+    #[error("{0}")]
+    TooLarge(String),
     /// The hub is too far behind on delivery; nothing was accepted (429).
     #[error("the node is behind on delivery; nothing was accepted, retry shortly")]
     Overloaded,
@@ -140,6 +143,16 @@ impl Ingest {
                 }
                 Err(e) => slots.push(Err(e)),
             }
+        }
+        let cost = valid.iter().fold(0usize, |sum, m| {
+            sum.saturating_add(validate::fanout_bytes(m.payload.get().len(), &m.target))
+        });
+        if cost > self.cfg.max_fanout_bytes {
+            return Err(IngestError::TooLarge(format!(
+                "the batch's payload bytes x recipients total {cost}, over {} \
+                 (ingest.max_fanout_bytes); split it into smaller batches",
+                self.cfg.max_fanout_bytes
+            )));
         }
         let mut accepted = if valid.is_empty() {
             Vec::new()

@@ -2,6 +2,8 @@
 //! message body into a [`NewMessage`]. Plain functions; every refusal is an
 //! [`IngestError::Invalid`] with the code and message the API answers.
 
+use std::collections::HashSet;
+
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -14,6 +16,8 @@ use crate::store::{NewMessage, Target};
 pub const MAX_TOPIC_LEN: usize = 128;
 /// Longest idempotency key accepted, bytes.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
+/// Bytes a message frame adds around its payload (type, id, seq, ts, topic), roughly.
+pub const FRAME_OVERHEAD: usize = 160;
 
 /// One message as producers send it.
 #[derive(Deserialize)]
@@ -92,9 +96,10 @@ fn target(
                 ));
             }
             let mut users = Vec::with_capacity(list.len());
+            let mut seen = HashSet::with_capacity(list.len());
             for (i, v) in list.iter().enumerate() {
                 let u = parse_user(&format!("to[{i}]"), v)?;
-                if !users.contains(&u) {
+                if seen.insert(u.clone()) {
                     users.push(u);
                 }
             }
@@ -134,6 +139,24 @@ pub fn message(raw: &str, cfg: &IngestConfig) -> Result<NewMessage, IngestError>
             ));
         }
     }
+    let depth = json_depth(m.payload.get());
+    if depth > cfg.max_payload_depth {
+        return Err(invalid(
+            "payload",
+            format!(
+                "nested {depth} levels deep; at most {} (ingest.max_payload_depth)",
+                cfg.max_payload_depth
+            ),
+        ));
+    }
+    let cost = fanout_bytes(m.payload.get().len(), &target);
+    if cost > cfg.max_fanout_bytes {
+        return Err(IngestError::TooLarge(format!(
+            "payload bytes x recipients is {cost}, over {} (ingest.max_fanout_bytes); send \
+             smaller payloads or fewer recipients per message",
+            cfg.max_fanout_bytes
+        )));
+    }
     Ok(NewMessage {
         target,
         topic: m.topic,
@@ -141,6 +164,43 @@ pub fn message(raw: &str, cfg: &IngestConfig) -> Result<NewMessage, IngestError>
         ttl_s,
         idempotency_key: m.idempotency_key,
     })
+}
+
+/// Bytes the stored and queued copies of a message cost: one frame per recipient, none
+/// for a broadcast (its one frame is shared by every session).
+pub fn fanout_bytes(payload_len: usize, target: &Target) -> usize {
+    match target {
+        Target::Users(users) => payload_len
+            .saturating_add(FRAME_OVERHEAD)
+            .saturating_mul(users.len()),
+        Target::Broadcast => 0,
+    }
+}
+
+/// How deeply arrays and objects nest in valid JSON `raw` (0 for a scalar).
+pub fn json_depth(raw: &str) -> usize {
+    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for b in raw.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
 }
 
 #[cfg(test)]
@@ -208,5 +268,95 @@ mod tests {
         );
         assert_eq!(refused(r#"{"to":"a","payload":1"#).0, "invalid_json");
         assert_eq!(refused(r#"{"to":"a","payload":1} x"#).0, "invalid_json");
+    }
+
+    #[test]
+    fn nesting_depth_counts_arrays_and_objects_but_not_brackets_inside_strings() {
+        assert_eq!(json_depth("1"), 0);
+        assert_eq!(json_depth(r#"{"a":[1,{"b":2}]}"#), 3);
+        assert_eq!(json_depth(r#"["[[[{{", "\"]]"]"#), 1);
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(json_depth(&deep), 100_000);
+        let body = format!(r#"{{"to":"a","payload":{deep}}}"#);
+        assert!(refused(&body).1.contains("ingest.max_payload_depth"));
+    }
+
+    #[test]
+    fn payload_times_recipients_over_the_fanout_budget_is_too_large() {
+        let cfg = IngestConfig {
+            max_fanout_bytes: 10_000,
+            ..IngestConfig::default()
+        };
+        let payload = format!("\"{}\"", "x".repeat(2_000));
+        let two = format!(r#"{{"to":["a","b"],"payload":{payload}}}"#);
+        assert!(message(&two, &cfg).is_ok());
+        let ten = format!(r#"{{"to":["a","b","c","d","e","f"],"payload":{payload}}}"#);
+        assert!(matches!(message(&ten, &cfg), Err(IngestError::TooLarge(m))
+            if m.contains("ingest.max_fanout_bytes")));
+        let cast = format!(r#"{{"broadcast":true,"payload":{payload}}}"#);
+        assert!(message(&cast, &cfg).is_ok(), "a broadcast shares one frame");
+    }
+
+    mod fuzz {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// JSON-ish text: fragments of valid message bodies glued at random.
+        fn jsonish() -> impl Strategy<Value = String> {
+            let piece = prop_oneof![
+                Just("{".to_string()),
+                Just("}".to_string()),
+                Just("[".to_string()),
+                Just("]".to_string()),
+                Just(",".to_string()),
+                Just(":".to_string()),
+                Just(r#""to""#.to_string()),
+                Just(r#""payload""#.to_string()),
+                Just(r#""broadcast""#.to_string()),
+                Just(r#""ttl_s""#.to_string()),
+                Just(r#""topic""#.to_string()),
+                Just(r#""idempotency_key""#.to_string()),
+                Just("true".to_string()),
+                Just("null".to_string()),
+                any::<i64>().prop_map(|n| n.to_string()),
+                "\"[a-z\\\\\"]{0,6}\"",
+                any::<String>(),
+            ];
+            proptest::collection::vec(piece, 0..24).prop_map(|v| v.concat())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(4000))]
+
+            /// Whatever a producer sends, validation answers (never panics), and what it
+            /// accepts is within every bound.
+            #[test]
+            fn any_body_is_refused_or_accepted_within_the_bounds(body in jsonish()) {
+                let cfg = cfg();
+                if let Ok(m) = message(&body, &cfg) {
+                    prop_assert!(json_depth(m.payload.get()) <= cfg.max_payload_depth);
+                    prop_assert!(m.ttl_s >= 1 && m.ttl_s <= cfg.max_ttl_s);
+                    if let Target::Users(u) = &m.target {
+                        prop_assert!(!u.is_empty() && u.len() <= cfg.max_recipients);
+                    }
+                    prop_assert!(
+                        fanout_bytes(m.payload.get().len(), &m.target) <= cfg.max_fanout_bytes
+                    );
+                }
+            }
+
+            #[test]
+            fn any_valid_message_with_random_fields_round_trips(
+                users in proptest::collection::vec("[a-z0-9]{1,8}", 1..4),
+                ttl in 1i64..100,
+                payload in "[a-z]{0,20}",
+            ) {
+                let body = serde_json::json!({"to": users, "payload": payload, "ttl_s": ttl});
+                let m = message(&body.to_string(), &cfg()).unwrap();
+                prop_assert_eq!(m.ttl_s, ttl as u64);
+                prop_assert_eq!(m.payload.get(), serde_json::to_string(&payload).unwrap());
+            }
+        }
     }
 }

@@ -1,114 +1,51 @@
 //! In-process message store: the embedded single-node default and the unit-test store.
 //!
-//! Bounded: each user keeps its newest `max_messages_per_user` messages; broadcasts are
-//! live only and not kept. Nothing survives a restart. One std `Mutex` guards it all:
-//! nothing awaits while it is held, and every operation is a few map/deque steps.
+//! Bounded by count and by bytes (see `log.rs`); broadcasts are live only and not kept.
+//! Nothing survives a restart. One std `Mutex` guards it all: nothing awaits while it is
+//! held, and every operation is a few map/deque steps.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+mod log;
+
+use std::sync::Mutex;
 
 use async_trait::async_trait;
 use bytestring::ByteString;
 
 use super::{
-    new_message_id, Accepted, CursorUpdate, Delivery, MessageStore, NewMessage, Page, StoreError,
-    Target,
+    new_message_id, Accepted, CursorUpdate, MessageStore, NewMessage, Page, StoreError, Target,
 };
 use crate::clock::now_ms;
 use crate::config::StoreConfig;
 use crate::frames::MessageParts;
 use crate::ids::{DeviceId, Seq, UserId};
-
-struct Entry {
-    seq: Seq,
-    expires_ms: u64,
-    frame: ByteString,
-}
-
-#[derive(Default)]
-struct UserLog {
-    last_seq: Seq,
-    entries: VecDeque<Entry>,
-    cursors: HashMap<DeviceId, Seq>,
-}
-
-struct IdemEntry {
-    id: Arc<str>,
-    recipients: usize,
-}
-
-#[derive(Default)]
-struct Inner {
-    users: HashMap<UserId, UserLog>,
-    idempotency: HashMap<String, IdemEntry>,
-    /// Insertion order of idempotency keys with their expiry, for purging.
-    idempotency_order: VecDeque<(u64, String)>,
-}
+use log::{IdemEntry, Limits, Logs};
 
 /// The in-process [`MessageStore`].
 pub struct MemoryStore {
-    inner: Mutex<Inner>,
-    max_per_user: usize,
-    idempotency_window_ms: u64,
+    inner: Mutex<Logs>,
 }
 
 impl MemoryStore {
     pub fn new(cfg: &StoreConfig) -> Self {
-        Self {
-            inner: Mutex::new(Inner::default()),
+        let limits = Limits {
             max_per_user: cfg.max_messages_per_user,
-            idempotency_window_ms: cfg.idempotency_window_s * 1000,
+            max_bytes: cfg.memory_max_bytes,
+            max_keys: cfg.memory_max_keys,
+            idempotency_window_ms: cfg.idempotency_window_s.saturating_mul(1000),
+        };
+        Self {
+            inner: Mutex::new(Logs::new(limits)),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+    /// Bytes the stored messages cost (for stats).
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Logs> {
         // A panic while holding the lock leaves plain data behind; keep serving it.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-impl Inner {
-    /// Forgets idempotency keys whose window ended.
-    fn purge_idempotency(&mut self, now: u64) {
-        while let Some((exp, _)) = self.idempotency_order.front() {
-            if *exp > now {
-                break;
-            }
-            if let Some((_, key)) = self.idempotency_order.pop_front() {
-                self.idempotency.remove(&key);
-            }
-        }
-    }
-
-    /// Gives each user the next seq and keeps the newest `max_per_user` entries.
-    fn store_for_users(
-        &mut self,
-        users: &[UserId],
-        parts: &MessageParts,
-        expires_ms: u64,
-        max_per_user: usize,
-    ) -> Vec<Delivery> {
-        let mut deliveries = Vec::with_capacity(users.len());
-        for user in users {
-            let log = self.users.entry(user.clone()).or_default();
-            log.last_seq += 1;
-            let seq = log.last_seq;
-            let frame = parts.frame(seq);
-            if log.entries.len() == max_per_user {
-                log.entries.pop_front();
-            }
-            log.entries.push_back(Entry {
-                seq,
-                expires_ms,
-                frame: frame.clone(),
-            });
-            deliveries.push(Delivery {
-                user: user.clone(),
-                seq,
-                frame,
-            });
-        }
-        deliveries
     }
 }
 
@@ -117,13 +54,12 @@ impl MessageStore for MemoryStore {
     async fn append(&self, batch: Vec<NewMessage>) -> Result<Vec<Accepted>, StoreError> {
         let now = now_ms();
         let mut inner = self.lock();
-        inner.purge_idempotency(now);
         let mut out = Vec::with_capacity(batch.len());
         for msg in batch {
             if let Some(seen) = msg
                 .idempotency_key
                 .as_ref()
-                .and_then(|key| inner.idempotency.get(key))
+                .and_then(|key| inner.seen(key, now))
             {
                 out.push(Accepted {
                     id: seen.id.clone(),
@@ -140,20 +76,17 @@ impl MessageStore for MemoryStore {
                 // Broadcasts are live only: nothing is kept.
                 Target::Broadcast => (0, Vec::new(), Some(parts.broadcast_frame())),
                 Target::Users(users) => {
-                    let expires_ms = now + msg.ttl_s * 1000;
-                    let d = inner.store_for_users(users, &parts, expires_ms, self.max_per_user);
+                    let expires_ms = now.saturating_add(msg.ttl_s.saturating_mul(1000));
+                    let d = inner.store_for_users(users, &parts, expires_ms);
                     (users.len(), d, None)
                 }
             };
             if let Some(key) = msg.idempotency_key {
-                inner
-                    .idempotency_order
-                    .push_back((now + self.idempotency_window_ms, key.clone()));
                 let entry = IdemEntry {
                     id: id.clone(),
                     recipients,
                 };
-                inner.idempotency.insert(key, entry);
+                inner.remember(key, entry, now);
             }
             out.push(Accepted {
                 id,
@@ -218,10 +151,7 @@ impl MessageStore for MemoryStore {
     async fn save_cursors(&self, updates: Vec<CursorUpdate>) -> Result<(), StoreError> {
         let mut inner = self.lock();
         for u in updates {
-            let log = inner.users.entry(u.user).or_default();
-            let seq = u.seq.min(log.last_seq);
-            let c = log.cursors.entry(u.device).or_insert(0);
-            *c = (*c).max(seq);
+            inner.save_cursor(u.user, u.device, u.seq);
         }
         Ok(())
     }
