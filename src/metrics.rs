@@ -41,6 +41,14 @@ pub struct Counters {
     pub hub_backlog: AtomicU64,
     /// Requests refused with 429 because of the hub backlog.
     pub overloaded: AtomicU64,
+    /// Sessions the periodic position check found behind the store and made read what
+    /// they missed: live pushes that were lost (or, rarely, still on their way).
+    pub position_catchups: AtomicU64,
+    /// Nodes a binding named before this node's live-peer view knew them, found alive by
+    /// a lookup and forwarded to.
+    pub peers_resolved: AtomicU64,
+    /// Position checks whose store read failed.
+    pub position_check_errors: AtomicU64,
 }
 
 impl Counters {

@@ -14,13 +14,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::hub::HubHandle;
 use super::peer::PeerSet;
 use crate::bindings::{Bindings, BindingsError};
 use crate::cluster::forward::Envelope;
-use crate::cluster::LivePeers;
+use crate::cluster::membership::Membership;
+use crate::cluster::{LivePeers, NodeInfo};
 use crate::ids::{NodeId, UserId};
 use crate::metrics::Counters;
 use crate::store::{Accepted, Delivery};
@@ -29,6 +30,8 @@ use crate::store::{Accepted, Delivery};
 #[derive(Clone)]
 pub struct ClusterLink {
     pub me: NodeId,
+    /// Reads the liveness of nodes a binding names that the live-peer view lacks.
+    pub membership: Arc<Membership>,
     pub bindings: Arc<dyn Bindings>,
     pub live: LivePeers,
     pub peers: PeerSet,
@@ -40,6 +43,38 @@ impl ClusterLink {
     fn forward(&self, node: &NodeId, items: Vec<Envelope>) {
         if let Some(info) = self.live.get(node) {
             self.peers.forward(node, &info.internal, items);
+        }
+    }
+
+    /// Nodes bound in `nodes` that the live-peer view does not know (a node that started
+    /// since the last refresh) are looked up now: the live ones join the view, so their
+    /// devices get this batch instead of nothing. Answers how many joined.
+    async fn resolve_unknown(&self, nodes: &[Vec<NodeId>]) -> usize {
+        let mut unknown: Vec<NodeId> = nodes
+            .iter()
+            .flatten()
+            .filter(|n| **n != self.me && self.live.get(n).is_none())
+            .cloned()
+            .collect();
+        if unknown.is_empty() {
+            return 0;
+        }
+        unknown.sort_unstable();
+        unknown.dedup();
+        match self.membership.lookup(&unknown).await {
+            Ok(found) => {
+                let alive: Vec<NodeInfo> = found.into_iter().flatten().collect();
+                let n = alive.len();
+                for info in alive {
+                    self.live.insert(info);
+                }
+                n
+            }
+            Err(e) => {
+                Counters::add(&self.counters.route_errors, 1);
+                debug!(error = %e, "could not read the liveness of unknown bound nodes");
+                0
+            }
         }
     }
 }
@@ -176,10 +211,14 @@ impl DispatchWorker {
         let mut users: Vec<UserId> = batch.iter().map(|d| d.user.clone()).collect();
         users.sort_unstable();
         users.dedup();
-        let bindings = self.link.bindings.clone();
+        let link = self.link.clone();
         ctx.spawn(
             async move {
-                let nodes = bindings.lookup(&users).await;
+                let nodes = link.bindings.lookup(&users).await;
+                if let Ok(nodes) = &nodes {
+                    let joined = link.resolve_unknown(nodes).await;
+                    Counters::add(&link.counters.peers_resolved, joined as u64);
+                }
                 (users, nodes)
             }
             .into_actor(self)

@@ -9,4 +9,5 @@ pub mod dispatch;
 pub mod hub;
 pub mod keeper;
 pub mod peer;
+pub mod positions;
 pub mod session;

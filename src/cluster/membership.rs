@@ -74,6 +74,32 @@ impl Membership {
         Ok(live)
     }
 
+    /// The liveness of `ids` read now (one MGET): `Some(info)` for each that is alive.
+    /// For nodes a binding names that the live-peer view does not know yet.
+    pub async fn lookup(&self, ids: &[NodeId]) -> Result<Vec<Option<NodeInfo>>, RedisError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut mget = resp_array!["MGET"];
+        for i in ids {
+            mget.push(self.keys.node(i.as_str()));
+        }
+        let vals: Vec<Option<String>> = match self.conn.cmd::<RespValue>(mget).await? {
+            RespValue::Array(a) => a.into_iter().map(|v| String::from_resp(v).ok()).collect(),
+            _ => Vec::new(),
+        };
+        Ok(ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let info = vals.get(i)?.as_deref()?;
+                serde_json::from_str::<NodeInfo>(info)
+                    .ok()
+                    .filter(|n| &n.id == id)
+            })
+            .collect())
+    }
+
     /// Deletes this node's liveness and registry entries (clean leave on drain).
     pub async fn leave(&self, node: &NodeId) -> Result<(), RedisError> {
         self.conn

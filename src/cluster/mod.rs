@@ -63,6 +63,11 @@ impl LivePeers {
         gone
     }
 
+    /// Adds one node found alive outside a refresh (a binding named it first).
+    pub fn insert(&self, info: NodeInfo) {
+        self.write().nodes.insert(info.id.clone(), info);
+    }
+
     /// Drops one node at once (its liveness key expired).
     pub fn remove(&self, id: &NodeId) -> bool {
         self.write().nodes.remove(id).is_some()

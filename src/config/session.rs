@@ -26,6 +26,9 @@ pub struct SessionConfig {
     pub replay_limit: usize,
     /// Grace period for a close frame to get through to a slow client, ms.
     pub close_grace_ms: u64,
+    /// How often the node compares its sessions' positions with the store (one batched
+    /// read for all local users); a session behind reads what it missed, ms.
+    pub position_check_ms: u64,
 }
 
 impl Default for SessionConfig {
@@ -38,6 +41,7 @@ impl Default for SessionConfig {
             max_frame_bytes: 16 * 1024,
             replay_limit: 1000,
             close_grace_ms: 1000,
+            position_check_ms: 3000,
         }
     }
 }
@@ -46,6 +50,11 @@ impl SessionConfig {
     /// Server ping interval.
     pub fn heartbeat(&self) -> Duration {
         Duration::from_millis(self.heartbeat_ms)
+    }
+
+    /// Interval of the position check.
+    pub fn position_check(&self) -> Duration {
+        Duration::from_millis(self.position_check_ms)
     }
 
     /// Grace period for a close frame to reach a slow client.
@@ -121,6 +130,9 @@ impl SessionConfig {
         }
         if self.max_frame_bytes < 256 {
             return Err(invalid("session.max_frame_bytes", "must be at least 256"));
+        }
+        if self.position_check_ms < 100 {
+            return Err(invalid("session.position_check_ms", "must be at least 100"));
         }
         if self.replay_limit == 0 {
             return Err(invalid("session.replay_limit", "must be > 0"));

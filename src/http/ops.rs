@@ -63,6 +63,9 @@ pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
             "route_errors": Counters::get(&c.route_errors),
             "hub_backlog": Counters::get(&c.hub_backlog),
             "overloaded": Counters::get(&c.overloaded),
+            "position_catchups": Counters::get(&c.position_catchups),
+            "position_check_errors": Counters::get(&c.position_check_errors),
+            "peers_resolved": Counters::get(&c.peers_resolved),
         }
     })))
 }

@@ -111,8 +111,10 @@ pub(super) fn start(
         bindings: bindings.clone(),
         counters: counters.clone(),
     };
+    let membership = Arc::new(Membership::new(redis.conn.clone(), redis.keys.clone()));
     let link = ClusterLink {
         me: node.clone(),
+        membership: membership.clone(),
         bindings,
         live: live.clone(),
         peers: PeerSet::new(peer_deps, dispatch_arbiter.handle()),
@@ -124,7 +126,6 @@ pub(super) fn start(
         cfg.cluster.dispatchers,
         &dispatch_arbiter.handle(),
     );
-    let membership = Arc::new(Membership::new(redis.conn.clone(), redis.keys.clone()));
     let keeper = Arc::new(Keeper {
         conn: redis.conn,
         keys: redis.keys,

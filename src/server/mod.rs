@@ -20,6 +20,7 @@ use self::cluster::ClusterParts;
 use crate::actors::cursors::CursorsHandle;
 use crate::actors::dispatch::DispatchHandle;
 use crate::actors::hub::{HubHandle, BINDING_FLUSH};
+use crate::actors::positions;
 use crate::actors::session::SessionDeps;
 use crate::auth::{ApiKeys, KeyError, TokenVerifier};
 use crate::bindings::memory::MemoryBindings;
@@ -113,6 +114,13 @@ fn start_actors(
     );
     let every = Duration::from_millis(cfg.store.cursor_flush_ms);
     let cursors = CursorsHandle::start(&arbiter.handle(), store.clone(), every);
+    let check = positions::position_loop(
+        hub.clone(),
+        store.clone(),
+        cfg.session.position_check(),
+        counters.clone(),
+    );
+    arbiter.spawn(check);
     Actors {
         arbiter,
         hub,

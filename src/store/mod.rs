@@ -104,6 +104,9 @@ pub trait MessageStore: Send + Sync + 'static {
     async fn read(&self, user: &UserId, after: Seq, limit: usize) -> Result<Page, StoreError>;
     /// The newest seq of `user` (0 when none).
     async fn last_seq(&self, user: &UserId) -> Result<Seq, StoreError>;
+    /// The newest seq of each of `users` (0 when none), in order, in one round trip: the
+    /// node's position check.
+    async fn last_seqs(&self, users: &[UserId]) -> Result<Vec<Seq>, StoreError>;
     /// The stored ack cursor of a device, if any.
     async fn cursor(&self, user: &UserId, device: &DeviceId) -> Result<Option<Seq>, StoreError>;
     /// Moves cursors forward (never back).

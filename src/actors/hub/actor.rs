@@ -14,8 +14,8 @@ use actix::prelude::*;
 use tracing::{debug, warn};
 
 use super::{
-    Broadcast, Deliver, DevicePresence, Drain, GetStats, HubStats, Join, Leave, Presence, Rebind,
-    RebindAll, BINDING_FLUSH,
+    Broadcast, Deliver, DevicePresence, Drain, GetStats, HubStats, Join, Leave, LocalUsers,
+    Positions, Presence, Rebind, RebindAll, BINDING_FLUSH,
 };
 use crate::actors::session::{Offered, SessionHandle};
 use crate::bindings::Bindings;
@@ -307,6 +307,27 @@ impl Handler<Presence> for Hub {
             })
             .unwrap_or_default();
         MessageResult(devices)
+    }
+}
+
+impl Handler<LocalUsers> for Hub {
+    type Result = MessageResult<LocalUsers>;
+
+    fn handle(&mut self, _: LocalUsers, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.users.keys().cloned().collect())
+    }
+}
+
+impl Handler<Positions> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: Positions, _ctx: &mut Self::Context) {
+        for (user, seq) in msg.users.iter().zip(msg.seqs) {
+            for m in self.users.get(user).map_or(&[][..], |v| v.as_slice()) {
+                // A full mailbox only misses this check; the next one comes.
+                let _ = m.handle.offer_position(seq);
+            }
+        }
     }
 }
 

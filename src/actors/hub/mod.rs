@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 use self::actor::Hub;
 use super::session::SessionHandle;
 use crate::bindings::Bindings;
-use crate::ids::{DeviceId, NodeId, SessionId, UserId};
+use crate::ids::{DeviceId, NodeId, Seq, SessionId, UserId};
 use crate::metrics::Counters;
 use crate::store::Delivery;
 
@@ -101,6 +101,19 @@ struct RebindAll;
 #[derive(Message)]
 #[rtype(result = "Vec<DevicePresence>")]
 struct Presence(UserId);
+
+/// Every user with a session here.
+#[derive(Message)]
+#[rtype(result = "Vec<UserId>")]
+struct LocalUsers;
+
+/// The position check's answer: `seqs[i]` is the newest stored seq of `users[i]`.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Positions {
+    users: Vec<UserId>,
+    seqs: Vec<Seq>,
+}
 
 /// Close every session with 1001 and refuse new ones; answers how many were asked to close.
 #[derive(Message)]
@@ -210,6 +223,16 @@ impl HubHandle {
     /// The user's devices connected to this node.
     pub async fn presence(&self, user: UserId) -> Result<Vec<DevicePresence>, HubGone> {
         self.addr.send(Presence(user)).await.map_err(|_| HubGone)
+    }
+
+    /// Every user with a session here (for the position check).
+    pub async fn local_users(&self) -> Result<Vec<UserId>, HubGone> {
+        self.addr.send(LocalUsers).await.map_err(|_| HubGone)
+    }
+
+    /// Tells each local session of `users[i]` that its newest stored seq is `seqs[i]`.
+    pub fn positions(&self, users: Vec<UserId>, seqs: Vec<Seq>) {
+        self.addr.do_send(Positions { users, seqs });
     }
 
     /// Closes every session with 1001 and refuses new ones; how many were asked to close.

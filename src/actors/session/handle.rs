@@ -16,6 +16,8 @@ pub(super) enum Push {
     Message { seq: Seq, frame: ByteString },
     /// A broadcast frame (no seq).
     Broadcast(ByteString),
+    /// The position check: the store's newest seq of the session's user.
+    Position(Seq),
     /// Close the session with this reason.
     Close(CloseReason),
 }
@@ -51,6 +53,12 @@ impl SessionHandle {
     /// Offers a broadcast frame without waiting.
     pub fn offer_broadcast(&self, frame: ByteString) -> Offered {
         self.offer(Push::Broadcast(frame))
+    }
+
+    /// Tells the session its user's newest stored seq, without waiting (a full mailbox
+    /// just misses this check).
+    pub fn offer_position(&self, last_seq: Seq) -> Offered {
+        self.offer(Push::Position(last_seq))
     }
 
     /// Asks the session to close (queued even when its mailbox is full).

@@ -368,6 +368,17 @@ impl Handler<Push> for WsSession {
                 let actions = order.on_push(seq, frame);
                 self.act(actions, ctx);
             }
+            Push::Position(last_seq) => {
+                let Some(order) = self.order.as_mut() else {
+                    return;
+                };
+                let actions = order.on_position(last_seq);
+                if !actions.is_empty() {
+                    Counters::add(&self.deps.counters.position_catchups, 1);
+                    debug!(session = %self.id, user = %self.user, last_seq, delivered = order.delivered(), "behind the store: reading what was missed");
+                }
+                self.act(actions, ctx);
+            }
             Push::Broadcast(frame) => {
                 Counters::add(&self.deps.counters.delivered, 1);
                 self.text(frame);

@@ -236,9 +236,18 @@ impl Order {
     }
 
     /// The node's periodic position check says the store's newest seq for the user is
-    /// `last_seq`: a session behind it reads what it missed.
+    /// `last_seq`: a session behind it reads what it missed (a live push was lost, or is
+    /// still on its way). `last_seq` counts as known like a push's seq: the read goes on
+    /// until the store delivers or settles everything up to it, and a seq the store settles
+    /// (an append that gave up) is passed over once, not read again at every check.
     pub fn on_position(&mut self, last_seq: Seq) -> Vec<Action> {
-        if self.reading.is_some() || last_seq <= self.delivered {
+        if last_seq <= self.delivered {
+            return Vec::new();
+        }
+        if last_seq > self.known.0 {
+            self.known = (last_seq, self.epoch);
+        }
+        if self.reading.is_some() {
             return Vec::new();
         }
         vec![self.issue(Duration::ZERO)]

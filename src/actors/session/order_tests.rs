@@ -298,6 +298,39 @@ fn position_check_reads_only_when_behind_and_idle() {
 }
 
 #[test]
+fn a_position_seq_the_store_settles_is_passed_once_and_not_read_at_every_check() {
+    let mut o = live_at(3);
+    let acts = o.on_position(5);
+    assert_eq!(read_of(&acts), Some((ReadFrom::After(3), Duration::ZERO)));
+    // Seq 5 was reserved by an append that gave up: the store settles it.
+    let acts = o.on_page(3, page(&[4], 5, 5));
+    assert_eq!(sent(&acts), vec![4]);
+    assert!(acts.contains(&Action::Skipped { from: 5, to: 5 }));
+    assert_eq!(o.delivered(), 5);
+    assert!(o.on_position(5).is_empty(), "nothing left to read");
+}
+
+#[test]
+fn a_position_seq_still_on_its_way_is_read_again_until_it_arrives() {
+    let mut o = live_at(3);
+    o.on_position(4);
+    // The store holds the page back: seq 4 is reserved but not stored yet.
+    let acts = o.on_page(
+        3,
+        Page {
+            held_back: true,
+            last_seq: 4,
+            settled_upto: 3,
+            first_retained: 1,
+            ..Page::default()
+        },
+    );
+    assert!(sent(&acts).is_empty());
+    assert!(matches!(read_of(&acts), Some((ReadFrom::After(3), d)) if d > Duration::ZERO));
+    assert_eq!(sent(&o.on_page(3, page(&[4], 4, 4))), vec![4]);
+}
+
+#[test]
 fn acks_are_clamped_to_what_was_sent_and_only_move_forward() {
     let mut o = live_at(4);
     assert_eq!(o.on_ack(9), Some(4));

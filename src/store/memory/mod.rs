@@ -140,6 +140,14 @@ impl MessageStore for MemoryStore {
         Ok(self.lock().users.get(user).map_or(0, |l| l.last_seq))
     }
 
+    async fn last_seqs(&self, users: &[UserId]) -> Result<Vec<Seq>, StoreError> {
+        let inner = self.lock();
+        Ok(users
+            .iter()
+            .map(|u| inner.users.get(u).map_or(0, |l| l.last_seq))
+            .collect())
+    }
+
     async fn cursor(&self, user: &UserId, device: &DeviceId) -> Result<Option<Seq>, StoreError> {
         Ok(self
             .lock()

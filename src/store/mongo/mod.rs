@@ -242,6 +242,10 @@ impl MessageStore for MongoStore {
         Ok(self.load_counter(user).await?.seq)
     }
 
+    async fn last_seqs(&self, users: &[UserId]) -> Result<Vec<Seq>, StoreError> {
+        Ok(self.load_counters(users).await?)
+    }
+
     async fn cursor(&self, user: &UserId, device: &DeviceId) -> Result<Option<Seq>, StoreError> {
         Ok(self.load_cursor(user, device).await?)
     }

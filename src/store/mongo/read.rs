@@ -18,11 +18,12 @@
 //! their seq and anchor the gap before them) and then left out of the page. This assumes
 //! the nodes share `op_timeout_ms` and their clocks agree to well within the budget.
 
+use std::collections::HashMap;
 use std::future::IntoFuture;
 
 use bytestring::ByteString;
 use futures_util::TryStreamExt;
-use mongodb::bson::{doc, RawDocumentBuf};
+use mongodb::bson::{doc, Document, RawDocumentBuf};
 
 use super::error::MongoError;
 use super::{call, seq_field, to_i64, AsRawOrDoc, MongoStore, APPEND_BUDGET_CALLS};
@@ -53,6 +54,35 @@ impl MongoStore {
                 at: d.number("at").map_or(0, |a| a.max(0) as u64),
             }),
         }
+    }
+
+    /// The counters of `users`, in order (0 for a user without one), in one query.
+    pub(super) async fn load_counters(&self, users: &[UserId]) -> Result<Vec<Seq>, MongoError> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<&str> = users.iter().map(|u| u.as_str()).collect();
+        let found: Vec<Document> = call(self.op_timeout, "read counters", || async {
+            self.counters
+                .find(doc! {"_id": {"$in": &ids}})
+                .projection(doc! {"seq": 1})
+                .batch_size(u32::try_from(ids.len()).unwrap_or(u32::MAX))
+                .await?
+                .try_collect()
+                .await
+        })
+        .await?;
+        let mut seqs: HashMap<&str, Seq> = HashMap::with_capacity(found.len());
+        for d in &found {
+            let id = d
+                .get_str("_id")
+                .map_err(|_| MongoError::reply("read counters", "counter without an id"))?;
+            seqs.insert(id, seq_field(d, "seq", "read counters")?);
+        }
+        Ok(ids
+            .iter()
+            .map(|id| seqs.get(id).copied().unwrap_or(0))
+            .collect())
     }
 
     /// Messages with `seq > after` (and above the retention floor), oldest first, at most

@@ -1,0 +1,138 @@
+//! The delivery promise for devices that stay online, with real processes (`herald` nodes,
+//! `redis-server`, a MongoDB-protocol server): a message accepted anywhere reaches a device
+//! connected anywhere even when the live push for it is lost, at the latest at the next
+//! position check, and the node counts the recovery.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::procs::{connect, shared_mongo, shared_redis, start_nodes, HeraldProc};
+use common::*;
+use serde_json::{json, Value};
+
+fn unique(test: &str) -> String {
+    format!("t{}_{test}", std::process::id())
+}
+
+/// Cluster environment; `store` adds the MongoDB store at `mongo`.
+fn env(
+    redis: &str,
+    mongo: Option<&str>,
+    test: &str,
+    extra: &[(&str, &str)],
+) -> Vec<(String, String)> {
+    let name = unique(test);
+    let mut e = vec![
+        ("HERALD_ROUTES__BACKEND", "redis"),
+        ("HERALD_ROUTES__REDIS_URL", redis),
+        ("HERALD_ROUTES__KEY_PREFIX", name.as_str()),
+        ("HERALD_ROUTES__ROUTE_TTL_MS", "1500"),
+        ("HERALD_ROUTES__SWEEP_MS", "200"),
+        ("HERALD_CLUSTER__FORWARD_TIMEOUT_MS", "300"),
+        ("HERALD_CLUSTER__FORWARD_RETRIES", "1"),
+    ];
+    if let Some(m) = mongo {
+        e.extend([
+            ("HERALD_STORE__BACKEND", "mongo"),
+            ("HERALD_STORE__MONGO__URL", m),
+            ("HERALD_STORE__MONGO__DATABASE", name.as_str()),
+            ("HERALD_STORE__MONGO__OP_TIMEOUT_MS", "1500"),
+        ]);
+    }
+    e.extend_from_slice(extra);
+    e.into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+async fn send(via: &HeraldProc, to: &str, payload: Value) {
+    let body = json!({"to": to, "payload": payload}).to_string();
+    let (s, v) = via.post("/api/v1/messages", &body).await;
+    assert_eq!(s, 202, "{v}");
+}
+
+async fn counter(node: &HeraldProc, name: &str) -> u64 {
+    let (s, v) = node.get("/api/v1/stats").await;
+    assert_eq!(s, 200, "{v}");
+    v["counters"][name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no counter {name}: {v}"))
+}
+
+#[actix_rt::test]
+async fn device_on_a_node_the_sender_does_not_know_yet_gets_the_message_live() {
+    let (r, _rp) = shared_redis();
+    // The old node refreshes its view of live peers only every 10 s (node TTL / 3).
+    let slow_view = [("HERALD_ROUTES__NODE_TTL_MS", "30000")];
+    let nodes = start_nodes(&["old"], &env(&r, None, "newnode", &slow_view)).await;
+    let old = &nodes[0];
+    // A new node joins; a device connects to it at once, and its user gets a message
+    // through the old node right away (a rolling deploy's window).
+    let new = HeraldProc::start("new", &env(&r, None, "newnode", &slow_view));
+    eventually("new node ready", || async {
+        http(&format!("{}/readyz", new.base()), None, None).await.0 == 200
+    })
+    .await;
+    let mut ws = connect(&new, "nina", "").await;
+    let posted = Instant::now();
+    send(old, "nina", json!("hello")).await;
+    let msg = tokio::time::timeout(Duration::from_secs(1), ws.next_of_type("message"))
+        .await
+        .expect("delivered live within 1 s, not at the next position check");
+    assert_eq!(msg["payload"], "hello");
+    assert_eq!(msg["seq"], 1);
+    eprintln!("delivered after {:?}", posted.elapsed());
+    assert!(counter(old, "peers_resolved").await >= 1);
+}
+
+#[actix_rt::test]
+async fn devices_behind_blocked_forwards_get_every_message_by_the_position_check() {
+    let (r, _rp) = shared_redis();
+    let (m, _mp) = shared_mongo();
+    let check = [("HERALD_SESSION__POSITION_CHECK_MS", "500")];
+    let nodes = start_nodes(&["sender"], &env(&r, Some(&m), "blocked", &check)).await;
+    let sender = &nodes[0];
+    // The receiver refuses every forward: its cluster secret differs (401 on each).
+    let mut extra = check.to_vec();
+    extra.push(("HERALD_CLUSTER__SECRET", "another-secret-0123456789abcdef"));
+    let receiver = HeraldProc::start("receiver", &env(&r, Some(&m), "blocked", &extra));
+    eventually("receiver ready", || async {
+        http(&format!("{}/readyz", receiver.base()), None, None)
+            .await
+            .0
+            == 200
+    })
+    .await;
+    let mut ws = connect(&receiver, "rita", "").await;
+    const N: u64 = 20;
+    for i in 1..=N {
+        send(sender, "rita", json!(i)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let last_post = Instant::now();
+    let mut seqs = Vec::new();
+    while seqs.len() < N as usize {
+        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next_of_type("message"))
+            .await
+            .expect("every message arrives within a few position checks");
+        assert_eq!(msg["payload"], msg["seq"], "seq i carries payload i");
+        seqs.push(msg["seq"].as_u64().unwrap());
+    }
+    eprintln!(
+        "all {N} delivered {:?} after the last post",
+        last_post.elapsed()
+    );
+    assert_eq!(seqs, (1..=N).collect::<Vec<_>>(), "in order, each once");
+    assert!(
+        counter(sender, "forward_failures").await >= 1,
+        "pushes were lost"
+    );
+    assert!(
+        counter(&receiver, "position_catchups").await >= 1,
+        "and recovered"
+    );
+    // Nothing more comes: every message was delivered exactly once.
+    let more = tokio::time::timeout(Duration::from_millis(1200), ws.next_of_type("message")).await;
+    assert!(more.is_err(), "no duplicate: {more:?}");
+}
