@@ -41,6 +41,9 @@ pub struct Counters {
     pub hub_backlog: AtomicU64,
     /// Requests refused with 429 because of the hub backlog.
     pub overloaded: AtomicU64,
+    /// Requests to the internal listener's `/internal/v1/deliver` refused (bad or replayed
+    /// signature, body too large or too slow, unreadable body, sender mismatch).
+    pub internal_refused: AtomicU64,
 }
 
 impl Counters {

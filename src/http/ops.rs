@@ -63,6 +63,7 @@ pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
             "route_errors": Counters::get(&c.route_errors),
             "hub_backlog": Counters::get(&c.hub_backlog),
             "overloaded": Counters::get(&c.overloaded),
+            "internal_refused": Counters::get(&c.internal_refused),
         }
     })))
 }
