@@ -63,6 +63,19 @@ impl MessageParts {
     }
 }
 
+/// Bytes a message frame adds to the topic and payload it carries: the fixed text with
+/// `null,"broadcast":true` in place of a seq (78 bytes), the id (a UUID, 38 bytes quoted), a
+/// 20-digit timestamp and `null` for a missing topic: 140 bytes, rounded up for headroom.
+pub const MESSAGE_FRAME_OVERHEAD: usize = 256;
+
+/// The largest message frame (per-user or broadcast) this node builds from a producer body
+/// of at most `max_body_bytes`. Topic and payload both come from that body: the payload
+/// verbatim, the topic re-encoded, which never makes a JSON string longer than it was in the
+/// body (escapes come out no longer than they went in). So the body bounds them together.
+pub const fn max_message_frame(max_body_bytes: usize) -> usize {
+    max_body_bytes + MESSAGE_FRAME_OVERHEAD
+}
+
 /// `{"type":"welcome",…}` sent once when a session starts.
 pub fn welcome(
     session: &str,
@@ -225,6 +238,28 @@ mod tests {
             serde_json::from_str(&MessageParts::new("m\"2", None, "3", 1).frame(1)).unwrap();
         assert!(n["topic"].is_null());
         assert_eq!(n["id"], "m\"2");
+    }
+
+    #[test]
+    fn no_message_frame_outgrows_the_bound_derived_from_its_producer_body() {
+        let id = uuid::Uuid::now_v7().to_string();
+        let topics = [None, Some("t"), Some("\u{1}\"\\\n/é"), Some("\u{7f}\u{1f}")];
+        let payloads = [r#"1"#, r#"{"a":"\u0001\"\\"}"#, r#"[1, 2,   3]"#];
+        for topic in topics {
+            for payload in payloads {
+                let mut body = serde_json::json!({"to": "u", "payload": 0});
+                if let Some(t) = topic {
+                    body["topic"] = t.into();
+                }
+                let body = body
+                    .to_string()
+                    .replace(r#""payload":0"#, &format!(r#""payload":{payload}"#));
+                let limit = max_message_frame(body.len());
+                let p = MessageParts::new(&id, topic, payload, u64::MAX);
+                assert!(p.frame(u64::MAX).len() <= limit, "{body}");
+                assert!(p.broadcast_frame().len() <= limit, "{body}");
+            }
+        }
     }
 
     #[test]

@@ -49,6 +49,9 @@ pub struct Counters {
     pub peers_resolved: AtomicU64,
     /// Position checks whose store read failed.
     pub position_check_errors: AtomicU64,
+    /// Requests to the internal listener's `/internal/v1/deliver` refused (bad or replayed
+    /// signature, body too large or too slow, unreadable body, sender mismatch).
+    pub internal_refused: AtomicU64,
 }
 
 impl Counters {

@@ -2,7 +2,9 @@
 //!
 //! A peer has at most one POST in flight: what arrives meanwhile is queued and goes in the
 //! next batch, so a user's messages reach a peer in the order they were dispatched, and a
-//! slow or dead peer only ever fills its own bounded queue, never blocks other peers.
+//! slow or dead peer only ever fills its own bounded queue, never blocks other peers. A
+//! batch is cut by `forward::FORWARD_BATCH` (envelopes and bytes), the limits the
+//! receiver's body cap is derived from.
 //! Forwarding is best effort on top of the store: a batch that still fails after
 //! `cluster.forward_retries` retries is dropped and counted, and its recipients get the
 //! messages from the store on their next connection (or the next live message's gap fill).
@@ -17,14 +19,12 @@ use tracing::{debug, warn};
 
 use crate::bindings::Bindings;
 use crate::clock::now_ms;
-use crate::cluster::forward::{encode, Envelope};
+use crate::cluster::forward::{encode, Envelope, FORWARD_BATCH};
 use crate::cluster::sign;
 use crate::config::ClusterConfig;
 use crate::ids::{NodeId, UserId};
 use crate::metrics::Counters;
 
-/// Most envelopes in one forward POST.
-pub const MAX_FORWARD_ENVELOPES: usize = 2000;
 /// Largest answer body read from a peer.
 const MAX_REPLY: usize = 4 * 1024 * 1024;
 
@@ -82,8 +82,8 @@ impl Peer {
             return;
         }
         self.busy = true;
-        let n = self.queue.len().min(MAX_FORWARD_ENVELOPES);
-        let batch: Vec<Envelope> = self.queue.drain(..n).collect();
+        let batch = FORWARD_BATCH.take(&mut self.queue);
+        let n = batch.len();
         let body = bytes::Bytes::from(encode(self.deps.me.as_str(), &batch));
         let url = format!("http://{}/internal/v1/deliver", self.addr);
         let deps = self.deps.clone();

@@ -4,6 +4,12 @@
 //! ```json
 //! {"from": "<node>", "deliveries": [{"user": "u1", "seq": 3, "frame": {…}}], "broadcasts": [{…}]}
 //! ```
+//!
+//! Also the size of a forward, shared by both ends: the sender cuts its queue into batches
+//! with [`BatchLimits::take`], and the receiver refuses bodies over [`BatchLimits::max_body`],
+//! the most such a batch can encode to.
+
+use std::collections::VecDeque;
 
 use bytestring::ByteString;
 use serde::Deserialize;
@@ -28,16 +34,75 @@ pub struct Forward {
     pub broadcasts: Vec<ByteString>,
 }
 
+/// Most envelopes in one forward POST.
+pub const MAX_FORWARD_ENVELOPES: usize = 2000;
+/// Byte budget of one forward POST's envelopes: a batch takes no further envelope that would
+/// go past it, but always takes at least one. Small enough that a receiver can afford to
+/// buffer a batch before knowing it is genuine, large enough to amortise a round trip.
+pub const FORWARD_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// Most bytes one delivery envelope adds to its frame (it is 28 plus the user id, at most
+/// 128, plus the seq, at most 20 digits): `{"user":"…","seq":…,"frame":…}` and a comma.
+pub const ENVELOPE_OVERHEAD: usize = 256;
+/// Most bytes a forward body adds to its envelopes (41 plus the quoted node id, at most
+/// 130): `{"from":"…","deliveries":[…],"broadcasts":[…]}`.
+pub const BODY_OVERHEAD: usize = 256;
+
+/// How much one forward POST carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLimits {
+    /// Most envelopes in one batch.
+    pub envelopes: usize,
+    /// Byte budget of one batch's encoded envelopes (see [`FORWARD_BATCH_BYTES`]).
+    pub bytes: usize,
+}
+
+/// The limits every node forwards with.
+pub const FORWARD_BATCH: BatchLimits = BatchLimits {
+    envelopes: MAX_FORWARD_ENVELOPES,
+    bytes: FORWARD_BATCH_BYTES,
+};
+
+/// Bytes `e` takes in an encoded forward, its separating comma included.
+pub fn encoded_len(e: &Envelope) -> usize {
+    match e {
+        Envelope::Message(d) => {
+            28 + d.user.as_str().len() + itoa::Buffer::new().format(d.seq).len() + d.frame.len()
+        }
+        Envelope::Broadcast(f) => f.len() + 1,
+    }
+}
+
+impl BatchLimits {
+    /// Takes the next batch off the front of `queue`: as many envelopes as the limits allow,
+    /// and at least one (an envelope bigger than the byte budget travels alone).
+    pub fn take(&self, queue: &mut VecDeque<Envelope>) -> Vec<Envelope> {
+        let (mut n, mut bytes) = (0, 0);
+        for e in queue.iter() {
+            let len = encoded_len(e);
+            if n == self.envelopes || (n > 0 && bytes + len > self.bytes) {
+                break;
+            }
+            n += 1;
+            bytes += len;
+        }
+        queue.drain(..n).collect()
+    }
+
+    /// The largest body a batch taken with these limits encodes to, when no message frame is
+    /// longer than `max_frame` bytes: never more envelopes than `envelopes`, and never more
+    /// envelope bytes than the byte budget, unless a single envelope is bigger on its own.
+    pub fn max_body(&self, max_frame: usize) -> usize {
+        let envelope = max_frame + ENVELOPE_OVERHEAD;
+        let by_count = self.envelopes.saturating_mul(envelope);
+        let by_bytes = self.bytes.max(envelope);
+        by_count.min(by_bytes) + BODY_OVERHEAD
+    }
+}
+
 /// Builds the JSON body of a forward by splicing the pre-encoded frames in.
 pub fn encode(me: &str, items: &[Envelope]) -> String {
-    let size: usize = items
-        .iter()
-        .map(|e| match e {
-            Envelope::Message(d) => d.frame.len() + d.user.as_str().len() + 48,
-            Envelope::Broadcast(f) => f.len() + 1,
-        })
-        .sum();
-    let mut s = String::with_capacity(size + 64);
+    let size: usize = items.iter().map(encoded_len).sum();
+    let mut s = String::with_capacity(size + BODY_OVERHEAD);
     s.push_str(r#"{"from":"#);
     // unwrap: serializing a &str cannot fail
     s.push_str(&serde_json::to_string(me).unwrap());
@@ -156,6 +221,84 @@ mod tests {
         assert_eq!(fwd.deliveries[0].seq, 7);
         assert_eq!(fwd.deliveries[0].frame, frame);
         assert_eq!(fwd.broadcasts, vec![cast]);
+    }
+
+    /// A queue of envelopes with frames of pseudo-random sizes up to `max_frame`.
+    fn queue_of(n: usize, max_frame: usize, mut seed: u64) -> VecDeque<Envelope> {
+        (0..n)
+            .map(|i| {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let len = 2 + (seed >> 33) as usize % (max_frame - 1);
+                let frame = ByteString::from(format!("\"{}\"", "x".repeat(len - 2)));
+                if i % 5 == 0 {
+                    Envelope::Broadcast(frame)
+                } else {
+                    Envelope::Message(Delivery {
+                        user: UserId::parse(&"u".repeat(1 + i % 128)).unwrap(),
+                        seq: u64::MAX - i as u64,
+                        frame,
+                    })
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn batches_respect_both_limits_and_always_make_progress() {
+        let limits = BatchLimits {
+            envelopes: 10,
+            bytes: 1000,
+        };
+        let mut q = queue_of(100, 150, 1);
+        let mut taken = 0;
+        while !q.is_empty() {
+            let batch = limits.take(&mut q);
+            assert!(!batch.is_empty() && batch.len() <= 10);
+            let bytes: usize = batch.iter().map(encoded_len).sum();
+            assert!(batch.len() == 1 || bytes <= 1000, "{bytes} bytes");
+            taken += batch.len();
+        }
+        assert_eq!(taken, 100);
+        // One envelope over the byte budget still goes, alone.
+        let mut big = queue_of(3, 5000, 2);
+        big.push_front(Envelope::Broadcast(ByteString::from("x".repeat(4000))));
+        assert_eq!(limits.take(&mut big).len(), 1);
+    }
+
+    #[test]
+    fn no_encoded_batch_exceeds_the_receivers_body_cap() {
+        let node = "n".repeat(crate::ids::MAX_ID_LEN);
+        for (envelopes, bytes, max_frame) in [(10, 1000, 150), (3, 100_000, 5000), (50, 500, 40)] {
+            let limits = BatchLimits { envelopes, bytes };
+            let mut q = queue_of(200, max_frame, envelopes as u64);
+            while !q.is_empty() {
+                let batch = limits.take(&mut q);
+                let body = encode(&node, &batch);
+                assert!(
+                    body.len() <= limits.max_body(max_frame),
+                    "{} bytes",
+                    body.len()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_default_body_cap_is_the_batch_budget_plus_framing() {
+        // With the default ingest limit (1 MiB) one envelope fits in the 4 MiB budget.
+        let frame = crate::frames::max_message_frame(1024 * 1024);
+        assert_eq!(
+            FORWARD_BATCH.max_body(frame),
+            FORWARD_BATCH_BYTES + BODY_OVERHEAD
+        );
+        // Tiny messages: 2000 envelopes are the tighter bound.
+        let frame = crate::frames::max_message_frame(1024);
+        assert_eq!(
+            FORWARD_BATCH.max_body(frame),
+            MAX_FORWARD_ENVELOPES * (frame + ENVELOPE_OVERHEAD) + BODY_OVERHEAD
+        );
     }
 
     #[test]

@@ -109,6 +109,10 @@ pub struct ClusterConfig {
     pub dispatchers: usize,
     /// Timeout of one forward POST, ms.
     pub forward_timeout_ms: u64,
+    /// How long the internal listener waits for a forward's body once its headers are in,
+    /// ms (408 past it); 0 means `forward_timeout_ms`, after which the sender has given up
+    /// on the request anyway.
+    pub internal_body_timeout_ms: u64,
     /// Retries of a failed forward before it is dropped (the store keeps the message).
     pub forward_retries: u32,
     /// Envelopes queued towards one peer before the oldest are dropped.
@@ -125,6 +129,7 @@ impl Default for ClusterConfig {
             replay_window_ms: 30_000,
             dispatchers: 4,
             forward_timeout_ms: 2_000,
+            internal_body_timeout_ms: 0,
             forward_retries: 2,
             peer_queue: 50_000,
         }
@@ -160,6 +165,14 @@ impl RoutesConfig {
 }
 
 impl ClusterConfig {
+    /// Deadline for reading a forward's body: configured, or the sender's forward timeout.
+    pub fn internal_body_timeout(&self) -> Duration {
+        match self.internal_body_timeout_ms {
+            0 => Duration::from_millis(self.forward_timeout_ms),
+            ms => Duration::from_millis(ms),
+        }
+    }
+
     /// Checks that hold in every mode; the secret is checked in cluster mode only (see
     /// `Config::validate`).
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -168,6 +181,9 @@ impl ClusterConfig {
         }
         if self.peer_queue == 0 {
             return Err(invalid("cluster.peer_queue", "must be > 0"));
+        }
+        if self.forward_timeout_ms == 0 {
+            return Err(invalid("cluster.forward_timeout_ms", "must be > 0"));
         }
         Ok(())
     }

@@ -81,3 +81,22 @@ fn heartbeat_timeout_is_derived_from_heartbeat_when_unset() {
         Config::from_sources(BASE, &env(&[("HERALD_SESSION__HEARTBEAT_MS", "1000")])).unwrap();
     assert_eq!(cfg.session.heartbeat_timeout(), Duration::from_millis(7000));
 }
+
+#[test]
+fn internal_body_timeout_is_the_forward_timeout_unless_set() {
+    let cfg =
+        Config::from_sources(BASE, &env(&[("HERALD_CLUSTER__FORWARD_TIMEOUT_MS", "700")])).unwrap();
+    assert_eq!(
+        cfg.cluster.internal_body_timeout(),
+        Duration::from_millis(700)
+    );
+    let cfg = Config::from_sources(
+        BASE,
+        &env(&[("HERALD_CLUSTER__INTERNAL_BODY_TIMEOUT_MS", "250")]),
+    )
+    .unwrap();
+    assert_eq!(
+        cfg.cluster.internal_body_timeout(),
+        Duration::from_millis(250)
+    );
+}

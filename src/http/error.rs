@@ -3,6 +3,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
+use super::internal::{BodyError, Refusal};
 use crate::auth::AuthError;
 use crate::store::StoreError;
 
@@ -88,5 +89,21 @@ impl From<crate::actors::hub::HubGone> for ApiError {
             "hub_unavailable",
             "hub is stopping",
         )
+    }
+}
+
+/// Refusals of `/internal/v1/deliver`; the message says why, never more than the caller sent.
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        let (status, code) = match &r {
+            Refusal::Sign(_) | Refusal::OtherSender => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Refusal::Body(BodyError::TooLarge(_)) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+            }
+            Refusal::Body(BodyError::TimedOut(_)) => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
+            Refusal::Body(BodyError::Unreadable) => (StatusCode::BAD_REQUEST, "bad_body"),
+            Refusal::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_body"),
+        };
+        ApiError::new(status, code, r.to_string())
     }
 }

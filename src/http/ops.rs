@@ -66,6 +66,7 @@ pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
             "position_catchups": Counters::get(&c.position_catchups),
             "position_check_errors": Counters::get(&c.position_check_errors),
             "peers_resolved": Counters::get(&c.peers_resolved),
+            "internal_refused": Counters::get(&c.internal_refused),
         }
     })))
 }

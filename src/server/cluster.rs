@@ -18,7 +18,6 @@ use crate::bindings::redis::RedisBindings;
 use crate::bindings::Bindings;
 use crate::clock::now_ms;
 use crate::cluster::membership::Membership;
-use crate::cluster::sign::Verifier;
 use crate::cluster::{LivePeers, NodeInfo};
 use crate::config::{Config, RoutesBackend, StoreBackend};
 use crate::http::internal::{self, InternalState};
@@ -137,10 +136,11 @@ pub(super) fn start(
         live: live.clone(),
     });
     actors.arbiter.spawn_fn(move || keeper.spawn());
-    let state = web::Data::new(Arc::new(InternalState {
-        verifier: Verifier::new(&cfg.cluster.secret, cfg.cluster.replay_window_ms),
-        hub: actors.hub.clone(),
-    }));
+    let state = web::Data::new(Arc::new(InternalState::new(
+        cfg,
+        actors.hub.clone(),
+        counters.clone(),
+    )));
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
