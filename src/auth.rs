@@ -244,14 +244,21 @@ impl ApiKeys {
 
     /// True when `candidate` is one of the configured keys.
     pub fn accepts(&self, candidate: &[u8]) -> bool {
-        let mut found = false;
-        for k in &self.keys {
+        self.find(candidate).is_some()
+    }
+
+    /// Which configured key `candidate` is (its index), compared in constant time.
+    pub fn find(&self, candidate: &[u8]) -> Option<usize> {
+        let mut found = None;
+        for (i, k) in self.keys.iter().enumerate() {
             if k.len() == candidate.len() {
                 let diff = k
                     .iter()
                     .zip(candidate)
                     .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-                found |= diff == 0;
+                if diff == 0 {
+                    found = Some(i);
+                }
             }
         }
         found

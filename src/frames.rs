@@ -285,4 +285,46 @@ mod tests {
             Err(FrameError::Malformed(_))
         ));
     }
+
+    mod fuzz {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn framish() -> impl Strategy<Value = String> {
+            let piece = prop_oneof![
+                Just(r#"{"type":"#.to_string()),
+                Just(r#""ping""#.to_string()),
+                Just(r#""ack""#.to_string()),
+                Just(r#","seq":"#.to_string()),
+                Just(r#","token":"#.to_string()),
+                Just("}".to_string()),
+                Just("null".to_string()),
+                any::<u64>().prop_map(|n| n.to_string()),
+                any::<i64>().prop_map(|n| n.to_string()),
+                "\"[a-z\\\\\"]{0,8}\"",
+                any::<String>(),
+            ];
+            proptest::collection::vec(piece, 0..10).prop_map(|v| v.concat())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(5000))]
+
+            /// Whatever a client sends, parsing answers without panicking, and an ack it
+            /// accepts carries the seq that was written.
+            #[test]
+            fn any_client_text_parses_or_is_refused(text in framish()) {
+                if let Ok(ClientFrame::Ack { seq }) = ClientFrame::parse(&text) {
+                    prop_assert!(text.contains(&seq.to_string()));
+                }
+            }
+
+            #[test]
+            fn every_ack_seq_round_trips(seq in any::<u64>()) {
+                let text = format!(r#"{{"type":"ack","seq":{seq}}}"#);
+                prop_assert_eq!(ClientFrame::parse(&text).unwrap(), ClientFrame::Ack { seq });
+            }
+        }
+    }
 }

@@ -16,6 +16,7 @@ pub mod frames;
 pub mod http;
 pub mod ids;
 pub mod ingest;
+pub mod limits;
 pub mod metrics;
 pub mod redis;
 pub mod server;

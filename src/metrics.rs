@@ -39,6 +39,14 @@ pub struct Counters {
     /// Deliveries handed to the hub and not yet fanned out (a broadcast counts once per
     /// session): ingestion answers 429 above `ingest.max_hub_backlog`.
     pub hub_backlog: AtomicU64,
+    /// WebSocket upgrades refused with 429 `connect_rate_limited` (per client address).
+    pub connects_rate_limited: AtomicU64,
+    /// WebSocket upgrades refused with 429 `too_many_sessions` (per user).
+    pub sessions_refused_per_user: AtomicU64,
+    /// Producer requests refused with 429 `rate_limited` (per API key).
+    pub requests_rate_limited: AtomicU64,
+    /// Producer requests whose body did not arrive within `ingest.body_timeout_ms` (408).
+    pub body_timeouts: AtomicU64,
     /// Requests refused with 429 because of the hub backlog.
     pub overloaded: AtomicU64,
     /// Sessions the periodic position check found behind the store and made read what

@@ -23,7 +23,7 @@ use serde::Deserialize;
 
 pub use self::auth::{AuthConfig, JwtAlgorithm};
 pub use self::cluster::{ClusterConfig, RoutesBackend, RoutesConfig};
-pub use self::server::{LogConfig, LogFormat, NodeConfig, ServerConfig};
+pub use self::server::{IpNet, LogConfig, LogFormat, NodeConfig, ServerConfig};
 pub use self::session::{IngestConfig, SessionConfig};
 pub use self::store::{MongoStoreConfig, StoreBackend, StoreConfig, APPEND_BUDGET_CALLS};
 
@@ -129,6 +129,7 @@ impl Config {
     /// ones that span sections.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.node.validate()?;
+        self.server.validate()?;
         self.auth.validate()?;
         self.session.validate()?;
         self.ingest.validate()?;

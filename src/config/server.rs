@@ -1,7 +1,8 @@
 //! `[node]`, `[server]` and `[log]`: the node's identity, its listeners and process limits,
 //! and log output; with their checks.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
 
 use serde::Deserialize;
 
@@ -35,6 +36,71 @@ pub struct ServerConfig {
     /// On SIGTERM, how long `/readyz` fails before sessions are closed, ms, so a load
     /// balancer stops sending new connections first.
     pub drain_delay_ms: u64,
+    /// WebSocket upgrades per second per client address (429 `connect_rate_limited`
+    /// above); 0 = no limit.
+    pub connect_rate_per_ip: u32,
+    /// Upgrades one client address may make at once before the rate applies.
+    pub connect_burst_per_ip: u32,
+    /// Also limit clients on loopback addresses (off: local tools and benchmarks are not).
+    pub limit_loopback: bool,
+    /// Proxies (addresses or CIDR blocks) whose `X-Forwarded-For` names the client: the
+    /// client is the right-most address in it that is not one of these.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// An address block, `10.0.0.0/8` or a single address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl TryFrom<String> for IpNet {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl FromStr for IpNet {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("`{s}` is not an address or an address/prefix block");
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p.parse::<u8>().map_err(|_| bad())?)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        if prefix > max {
+            return Err(bad());
+        }
+        Ok(IpNet { addr, prefix })
+    }
 }
 
 impl Default for ServerConfig {
@@ -48,6 +114,10 @@ impl Default for ServerConfig {
             backlog: 4096,
             shutdown_timeout_s: 10,
             drain_delay_ms: 0,
+            connect_rate_per_ip: 100,
+            connect_burst_per_ip: 200,
+            limit_loopback: false,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -74,6 +144,18 @@ impl Default for LogConfig {
             level: "info".into(),
             format: LogFormat::Plain,
         }
+    }
+}
+
+impl ServerConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.connect_rate_per_ip > 0 && self.connect_burst_per_ip == 0 {
+            return Err(invalid(
+                "server.connect_burst_per_ip",
+                "must be > 0 when server.connect_rate_per_ip is set",
+            ));
+        }
+        Ok(())
     }
 }
 

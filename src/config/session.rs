@@ -26,6 +26,8 @@ pub struct SessionConfig {
     pub replay_limit: usize,
     /// Grace period for a close frame to get through to a slow client, ms.
     pub close_grace_ms: u64,
+    /// Most sessions one user may hold on this node (429 `too_many_sessions` above).
+    pub max_per_user: usize,
     /// How often the node compares its sessions' positions with the store (one batched
     /// read for all local users); a session behind reads what it missed, ms.
     pub position_check_ms: u64,
@@ -42,6 +44,7 @@ impl Default for SessionConfig {
             replay_limit: 1000,
             close_grace_ms: 1000,
             position_check_ms: 3000,
+            max_per_user: 64,
         }
     }
 }
@@ -91,6 +94,13 @@ pub struct IngestConfig {
     pub max_fanout_bytes: usize,
     /// Deepest nesting of arrays and objects in a payload (400 above).
     pub max_payload_depth: usize,
+    /// Requests per second per API key (429 `rate_limited` above, with `Retry-After`);
+    /// bursts of one second's worth. 0 = no limit.
+    pub key_requests_per_s: u32,
+    /// Messages per second per API key (a batch counts each message); 0 = no limit.
+    pub key_messages_per_s: u32,
+    /// Longest a request body may take to arrive, ms (408 `body_timeout` after).
+    pub body_timeout_ms: u64,
     /// Deliveries waiting for the hub (a broadcast counts once per session) above which
     /// ingestion answers 429 `overloaded` instead of queueing without bound.
     pub max_hub_backlog: u64,
@@ -107,6 +117,9 @@ impl Default for IngestConfig {
             max_hub_backlog: 1_000_000,
             max_fanout_bytes: 64 * 1024 * 1024,
             max_payload_depth: 64,
+            key_requests_per_s: 20_000,
+            key_messages_per_s: 200_000,
+            body_timeout_ms: 10_000,
         }
     }
 }
@@ -130,6 +143,9 @@ impl SessionConfig {
         }
         if self.max_frame_bytes < 256 {
             return Err(invalid("session.max_frame_bytes", "must be at least 256"));
+        }
+        if self.max_per_user == 0 {
+            return Err(invalid("session.max_per_user", "must be > 0"));
         }
         if self.position_check_ms < 100 {
             return Err(invalid("session.position_check_ms", "must be at least 100"));
@@ -157,6 +173,9 @@ impl IngestConfig {
                 "ingest.max_fanout_bytes",
                 "must be at least ingest.max_body_bytes",
             ));
+        }
+        if self.body_timeout_ms == 0 {
+            return Err(invalid("ingest.body_timeout_ms", "must be > 0"));
         }
         if self.max_payload_depth == 0 {
             return Err(invalid("ingest.max_payload_depth", "must be > 0"));

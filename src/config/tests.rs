@@ -100,3 +100,27 @@ fn internal_body_timeout_is_the_forward_timeout_unless_set() {
         Duration::from_millis(250)
     );
 }
+
+#[test]
+fn trusted_proxies_parse_addresses_and_cidr_blocks_and_refuse_anything_else() {
+    let net: IpNet = "10.0.0.0/8".parse().unwrap();
+    assert!(net.contains("10.200.1.1".parse().unwrap()));
+    assert!(!net.contains("11.0.0.1".parse().unwrap()));
+    assert!(!net.contains("::1".parse().unwrap()));
+    let one: IpNet = "192.0.2.7".parse().unwrap();
+    assert!(one.contains("192.0.2.7".parse().unwrap()));
+    assert!(!one.contains("192.0.2.8".parse().unwrap()));
+    let v6: IpNet = "fd00::/8".parse().unwrap();
+    assert!(v6.contains("fd12::1".parse().unwrap()));
+    let all: IpNet = "0.0.0.0/0".parse().unwrap();
+    assert!(all.contains("203.0.113.1".parse().unwrap()));
+    for bad in ["10.0.0.0/33", "nonsense", "10.0.0.0/x", ""] {
+        assert!(bad.parse::<IpNet>().is_err(), "{bad}");
+    }
+    let env = BTreeMap::from([(
+        "HERALD_SERVER__TRUSTED_PROXIES".to_string(),
+        r#"["10.0.0.0/8", "not-an-address"]"#.to_string(),
+    )]);
+    let err = Config::from_sources(BASE, &env).unwrap_err().to_string();
+    assert!(err.contains("not-an-address"), "{err}");
+}

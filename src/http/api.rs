@@ -5,6 +5,7 @@
 //! after the store accepted the message.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -13,29 +14,52 @@ use futures_util::StreamExt;
 use super::error::ApiError;
 use super::{bearer, AppState};
 use crate::ids::UserId;
+use crate::metrics::Counters;
 use crate::store::Accepted;
 
 /// Most messages one history request returns.
 pub const MAX_HISTORY_LIMIT: usize = 1000;
 
-fn check_api_key(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+/// The index of the request's API key among `auth.api_keys` (401/403 without a valid one).
+fn check_api_key(req: &HttpRequest, state: &AppState) -> Result<usize, ApiError> {
     match bearer(req) {
         None => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "api_key_missing",
             "send the API key as `Authorization: Bearer <key>`",
         )),
-        Some(k) if state.api_keys.accepts(k.as_bytes()) => Ok(()),
-        Some(_) => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "api_key_invalid",
-            "API key is not accepted",
-        )),
+        Some(k) => state.api_keys.find(k.as_bytes()).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "api_key_invalid",
+                "API key is not accepted",
+            )
+        }),
     }
 }
 
-/// Reads the body up to the configured limit (413 past it).
+/// Reads the body up to `limit` bytes (413 past it) within `deadline` (408 after it).
 async fn read_body(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+    deadline: Duration,
+) -> Result<web::BytesMut, ApiError> {
+    tokio::time::timeout(deadline, read_body_bounded(req, payload, limit))
+        .await
+        .unwrap_or_else(|_| {
+            Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "request body did not arrive within {} ms (ingest.body_timeout_ms)",
+                    deadline.as_millis()
+                ),
+            ))
+        })
+}
+
+async fn read_body_bounded(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
@@ -79,15 +103,27 @@ fn invalid(field: &str, why: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request("invalid_field", format!("{field}: {why}"))
 }
 
-/// Checks the key and admission, then reads the body.
+/// Checks the key and admission, then reads the body; answers it with the key's index.
 async fn ingest_body(
     req: &HttpRequest,
     payload: web::Payload,
     state: &AppState,
-) -> Result<web::BytesMut, ApiError> {
-    check_api_key(req, state)?;
-    state.ingest.admit()?;
-    read_body(req, payload, state.ingest.max_body_bytes()).await
+) -> Result<(usize, web::BytesMut), ApiError> {
+    let key = check_api_key(req, state)?;
+    state.ingest.admit(key)?;
+    let body = read_body(
+        req,
+        payload,
+        state.ingest.max_body_bytes(),
+        state.ingest.body_timeout(),
+    )
+    .await
+    .inspect_err(|e| {
+        if e.code == "body_timeout" {
+            Counters::add(&state.counters.body_timeouts, 1);
+        }
+    })?;
+    Ok((key, body))
 }
 
 fn utf8(body: &[u8]) -> Result<&str, ApiError> {
@@ -100,8 +136,8 @@ pub async fn post_message(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = ingest_body(&req, payload, &state).await?;
-    let accepted = state.ingest.one(utf8(&body)?).await?;
+    let (key, body) = ingest_body(&req, payload, &state).await?;
+    let accepted = state.ingest.one(key, utf8(&body)?).await?;
     Ok(HttpResponse::Accepted().json(accepted_json(&accepted)))
 }
 
@@ -113,8 +149,8 @@ pub async fn post_batch(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = ingest_body(&req, payload, &state).await?;
-    let results = state.ingest.batch(utf8(&body)?).await?;
+    let (key, body) = ingest_body(&req, payload, &state).await?;
+    let results = state.ingest.batch(key, utf8(&body)?).await?;
     let n_ok = results.iter().filter(|r| r.is_ok()).count();
     let items: Vec<serde_json::Value> = results
         .into_iter()

@@ -14,6 +14,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds for `Retry-After` on a 429 (1 when not set).
+    pub retry_after_s: Option<u64>,
 }
 
 impl ApiError {
@@ -22,7 +24,14 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after_s: None,
         }
+    }
+
+    /// Sets the `Retry-After` of a 429.
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_s = Some(secs);
+        self
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -43,7 +52,8 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let mut resp = HttpResponse::build(self.status);
         if self.status == StatusCode::TOO_MANY_REQUESTS {
-            resp.insert_header(("Retry-After", "1"));
+            let secs = self.retry_after_s.unwrap_or(1);
+            resp.insert_header(("Retry-After", secs.to_string()));
         }
         resp.json(self.body())
     }
@@ -73,6 +83,10 @@ impl From<crate::ingest::IngestError> for ApiError {
             IngestError::Invalid { code, message } => ApiError::bad_request(code, message),
             IngestError::TooLarge(message) => {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "fanout_too_large", message)
+            }
+            IngestError::RateLimited { retry_after_s, .. } => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", e.to_string())
+                    .retry_after(retry_after_s)
             }
             IngestError::Overloaded => {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", e.to_string())

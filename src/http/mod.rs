@@ -4,6 +4,7 @@
 //! through [`error::ApiError`].
 
 pub mod api;
+pub mod client;
 pub mod error;
 pub mod internal;
 pub mod ops;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub draining: AtomicBool,
     /// Session cap (see `Config::max_sessions`).
     pub max_sessions: usize,
+    /// Per-client limits of the WebSocket upgrade.
+    pub clients: client::ClientLimits,
     pub started: Instant,
 }
 

@@ -11,7 +11,7 @@ use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 
 use super::error::ApiError;
 use super::{bearer, AppState};
-use crate::actors::session::{ResumeFrom, WsSession};
+use crate::actors::session::{Opening, ResumeFrom, WsSession};
 use crate::auth::AuthError;
 use crate::ids::DeviceId;
 use crate::metrics::Counters;
@@ -48,6 +48,7 @@ pub async fn upgrade(
             "this node holds its maximum number of sessions; connect to another node",
         ));
     }
+    state.clients.admit_connect(&req, &state.counters)?;
     let query = web::Query::<HashMap<String, String>>::from_query(req.query_string())
         .map_err(|_| ApiError::bad_request("bad_query", "query string is not valid"))?;
     let token = query
@@ -75,6 +76,9 @@ pub async fn upgrade(
         })?),
         None => ResumeFrom::Cursor,
     };
+    let slot = state
+        .clients
+        .session_slot(&identity.user, &state.counters)?;
     // The session reads the client's frames itself (see `session::inbound`): actix-ws gets
     // an empty payload and only builds the handshake response and the sink.
     let payload = body.into_inner();
@@ -84,14 +88,13 @@ pub async fn upgrade(
     let (response, sink, _unused) = actix_ws::handle(&req, empty).map_err(|e| {
         ApiError::bad_request("not_websocket", format!("websocket handshake failed: {e}"))
     })?;
-    WsSession::start(
-        identity.user,
+    let opening = Opening {
+        user: identity.user,
         device,
-        identity.expires_at,
+        expires_at: identity.expires_at,
         resume,
-        state.session.clone(),
-        sink,
-        payload,
-    );
+        slot,
+    };
+    WsSession::start(opening, state.session.clone(), sink, payload);
     Ok(response)
 }

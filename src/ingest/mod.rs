@@ -10,6 +10,7 @@ pub mod commit;
 pub mod validate;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
 
@@ -17,6 +18,7 @@ use self::commit::Appender;
 use crate::actors::dispatch::DispatchHandle;
 use crate::actors::hub::HubHandle;
 use crate::config::IngestConfig;
+use crate::limits::{retry_after_secs, RateLimiter};
 use crate::metrics::Counters;
 use crate::store::{Accepted, StoreError};
 
@@ -29,6 +31,14 @@ pub enum IngestError {
     /// The message's copies would take more memory than `ingest.max_fanout_bytes` (413).
     #[error("{0}")]
     TooLarge(String),
+    /// The API key sent more requests or messages than its rate allows; nothing was
+    /// accepted (429, `Retry-After` in whole seconds).
+    #[error("{what} over this API key's rate ({key_setting}); nothing was accepted, retry in {retry_after_s} s")]
+    RateLimited {
+        what: &'static str,
+        key_setting: &'static str,
+        retry_after_s: u64,
+    },
     /// The hub is too far behind on delivery; nothing was accepted (429).
     #[error("the node is behind on delivery; nothing was accepted, retry shortly")]
     Overloaded,
@@ -60,6 +70,10 @@ pub type ItemResult = Result<Accepted, IngestError>;
 /// The ingestion service shared by the REST handlers.
 pub struct Ingest {
     cfg: IngestConfig,
+    /// Requests per API key (by its index in `auth.api_keys`).
+    key_requests: RateLimiter<usize>,
+    /// Messages per API key.
+    key_messages: RateLimiter<usize>,
     appender: Appender,
     hub: HubHandle,
     dispatch: DispatchHandle,
@@ -81,13 +95,40 @@ impl Ingest {
         dispatch: DispatchHandle,
         counters: Arc<Counters>,
     ) -> Self {
+        let per_key = |rate: u32| RateLimiter::new(f64::from(rate), f64::from(rate), 4096);
         Self {
+            key_requests: per_key(cfg.key_requests_per_s),
+            key_messages: per_key(cfg.key_messages_per_s),
             cfg,
             appender,
             hub,
             dispatch,
             counters,
         }
+    }
+
+    /// How long a request body may take to arrive.
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_millis(self.cfg.body_timeout_ms)
+    }
+
+    /// Takes `n` from `limiter` for API key `key`, or says when to retry.
+    fn rate(
+        &self,
+        limiter: &RateLimiter<usize>,
+        key: usize,
+        n: u64,
+        what: &'static str,
+        key_setting: &'static str,
+    ) -> Result<(), IngestError> {
+        limiter.check(&key, n, Instant::now()).map_err(|wait| {
+            Counters::add(&self.counters.requests_rate_limited, 1);
+            IngestError::RateLimited {
+                what,
+                key_setting,
+                retry_after_s: retry_after_secs(wait),
+            }
+        })
     }
 
     /// The request size limit, bytes.
@@ -97,17 +138,20 @@ impl Ingest {
 
     /// Refuses new messages while the hub is more than `ingest.max_hub_backlog` behind;
     /// cheap, so handlers call it before reading a body.
-    pub fn admit(&self) -> Result<(), IngestError> {
+    pub fn admit(&self, key: usize) -> Result<(), IngestError> {
         if self.hub.backlog() > self.cfg.max_hub_backlog {
             Counters::add(&self.counters.overloaded, 1);
             return Err(IngestError::Overloaded);
         }
-        Ok(())
+        let setting = "ingest.key_requests_per_s";
+        self.rate(&self.key_requests, key, 1, "requests", setting)
     }
 
     /// Validates, stores and dispatches one message body.
-    pub async fn one(&self, body: &str) -> Result<Accepted, IngestError> {
+    pub async fn one(&self, key: usize, body: &str) -> Result<Accepted, IngestError> {
         let msg = validate::message(body, &self.cfg)?;
+        let setting = "ingest.key_messages_per_s";
+        self.rate(&self.key_messages, key, 1, "messages", setting)?;
         let mut accepted = self.appender.append(vec![msg]).await?;
         self.accepted(&mut accepted);
         accepted.pop().ok_or_else(short_answer)
@@ -116,7 +160,7 @@ impl Ingest {
     /// Validates a batch body, stores every valid item in one append and dispatches them.
     /// Results are in request order; invalid items are refused alone, a store failure
     /// refuses the whole batch (nothing accepted).
-    pub async fn batch(&self, body: &str) -> Result<Vec<ItemResult>, IngestError> {
+    pub async fn batch(&self, key: usize, body: &str) -> Result<Vec<ItemResult>, IngestError> {
         let batch: BatchIn = validate::parse_json(body)?;
         if batch.messages.is_empty() {
             return Err(validate::invalid("messages", "must not be empty"));
@@ -154,6 +198,14 @@ impl Ingest {
                 self.cfg.max_fanout_bytes
             )));
         }
+        let setting = "ingest.key_messages_per_s";
+        self.rate(
+            &self.key_messages,
+            key,
+            valid.len() as u64,
+            "messages",
+            setting,
+        )?;
         let mut accepted = if valid.is_empty() {
             Vec::new()
         } else {

@@ -27,6 +27,7 @@ use crate::bindings::memory::MemoryBindings;
 use crate::bindings::Bindings;
 use crate::cluster::LivePeers;
 use crate::config::{Config, StoreBackend};
+use crate::http::client::ClientLimits;
 use crate::http::{self, AppState, Backends};
 use crate::ids::NodeId;
 use crate::ingest::commit::Appender;
@@ -192,6 +193,7 @@ pub async fn start_with_store(
         counters,
         draining: Default::default(),
         max_sessions: cfg.max_sessions(),
+        clients: ClientLimits::new(&cfg.server, cfg.session.max_per_user),
         started: Instant::now(),
     });
     // Step 5, the public HTTP server.

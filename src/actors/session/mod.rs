@@ -3,13 +3,16 @@
 //! - [`order::Order`] decides which message frames go out and when the store is read (the
 //!   delivery promise; plain logic with its own tests);
 //! - [`outbound::Outbound`] holds the frames waiting for the socket and writes them;
-//! - this file joins the hub, runs the store reads the core asks for, answers client frames,
+//! - `inbound.rs` reads the client's frames (refusing an oversized one at its header) and
+//!   `client.rs` answers them;
+//! - this file joins the hub, runs the store reads the core asks for,
 //!   and keeps heartbeats and token expiry.
 //!
 //! A session whose outbound queue goes over its budget (`session.outbound_queue` frames or
 //! `session.outbound_bytes`) with a live message is closed with 4002; replay pages are read
 //! only once the queue has room, and client frames only while it is not full.
 
+mod client;
 mod handle;
 mod inbound;
 pub mod order;
@@ -21,7 +24,6 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_web::dev::Payload;
-use actix_ws::{Message, ProtocolError};
 use bytestring::ByteString;
 use tracing::{debug, info};
 
@@ -35,8 +37,9 @@ use super::hub::HubHandle;
 use crate::auth::TokenVerifier;
 use crate::clock::now_s;
 use crate::config::SessionConfig;
-use crate::frames::{self, ClientFrame, CloseReason, FrameError};
+use crate::frames::{self, CloseReason};
 use crate::ids::{DeviceId, NodeId, Seq, SessionId, UserId};
+use crate::limits::SessionSlot;
 use crate::metrics::Counters;
 use crate::store::{MessageStore, Page, StoreError};
 
@@ -67,6 +70,17 @@ pub enum ResumeFrom {
     Cursor,
 }
 
+/// Who an upgraded connection is and where it resumes from.
+pub struct Opening {
+    pub user: UserId,
+    pub device: DeviceId,
+    /// Unix seconds at which the token runs out.
+    pub expires_at: u64,
+    pub resume: ResumeFrom,
+    /// The user's place among its sessions on this node, held while the session lives.
+    pub slot: SessionSlot,
+}
+
 /// The session actor.
 pub struct WsSession {
     id: SessionId,
@@ -75,6 +89,7 @@ pub struct WsSession {
     /// Unix seconds at which the token runs out unless refreshed by a ping.
     expires_at: u64,
     resume: ResumeFrom,
+    _slot: SessionSlot,
     deps: Arc<SessionDeps>,
     out: Outbound,
     /// The ordering core; `None` until the route binding is written.
@@ -87,10 +102,7 @@ impl WsSession {
     /// Starts the session actor of an upgraded connection: `payload` is the request's
     /// body (the client's frames), `sink` the response side.
     pub fn start(
-        user: UserId,
-        device: DeviceId,
-        expires_at: u64,
-        resume: ResumeFrom,
+        opening: Opening,
         deps: Arc<SessionDeps>,
         sink: actix_ws::Session,
         payload: Payload,
@@ -105,10 +117,11 @@ impl WsSession {
             ctx.add_stream(inbound);
             Self {
                 id: SessionId::next(),
-                user,
-                device,
-                expires_at,
-                resume,
+                user: opening.user,
+                device: opening.device,
+                expires_at: opening.expires_at,
+                resume: opening.resume,
+                _slot: opening.slot,
                 deps,
                 out: Outbound::new(sink, budget, gate),
                 order: None,
@@ -226,54 +239,6 @@ impl WsSession {
         );
     }
 
-    fn on_text(&mut self, text: &str) {
-        match ClientFrame::parse(text) {
-            Ok(ClientFrame::Ping { token }) => {
-                if let Some(token) = token {
-                    self.refresh(&token);
-                }
-                self.out.push_json_pong();
-            }
-            Ok(ClientFrame::Ack { seq }) => {
-                if let Some(seq) = self.order.as_mut().and_then(|o| o.on_ack(seq)) {
-                    self.deps
-                        .cursors
-                        .ack(self.user.clone(), self.device.clone(), seq);
-                }
-            }
-            Err(FrameError::UnknownType(t)) => self.text(frames::error(
-                "unknown_frame",
-                &format!("unknown frame type `{t}`; expected ping or ack"),
-            )),
-            Err(FrameError::Malformed(e)) => self.text(frames::error(
-                "bad_frame",
-                &format!("frame is not a valid ping or ack: {e}"),
-            )),
-        }
-    }
-
-    /// A ping carried a token: extend the session when it is for this user and device.
-    fn refresh(&mut self, token: &str) {
-        let refused = match self.deps.verifier.verify(token) {
-            Ok(id) if id.device.as_ref().is_some_and(|d| *d != self.device) => Some((
-                "token_device_mismatch",
-                "refresh token is bound to another device; session expiry unchanged".into(),
-            )),
-            Ok(id) if id.user == self.user => {
-                self.expires_at = self.expires_at.max(id.expires_at);
-                None
-            }
-            Ok(_) => Some((
-                "token_user_mismatch",
-                "refresh token is for another user; session expiry unchanged".into(),
-            )),
-            Err(e) => Some((e.code(), format!("{e}; session expiry unchanged"))),
-        };
-        if let Some((code, message)) = refused {
-            self.text(frames::error(code, &message));
-        }
-    }
-
     fn heartbeat(&mut self, ctx: &mut Context<Self>) {
         if self.out.is_closing() {
             return;
@@ -389,38 +354,5 @@ impl Handler<Push> for WsSession {
             Counters::add(&self.deps.counters.slow_consumers, 1);
             self.close(CloseReason::SlowConsumer, ctx);
         }
-    }
-}
-
-impl StreamHandler<Result<Message, ProtocolError>> for WsSession {
-    fn handle(&mut self, item: Result<Message, ProtocolError>, ctx: &mut Self::Context) {
-        self.last_heard = Instant::now();
-        if self.out.is_closing() {
-            return;
-        }
-        match item {
-            Ok(Message::Text(text)) => self.on_text(&text),
-            Ok(Message::Binary(_)) => self.text(frames::error(
-                "binary_not_supported",
-                "send JSON text frames",
-            )),
-            Ok(Message::Ping(bytes)) => self.out.push_pong(bytes),
-            Ok(Message::Pong(_)) | Ok(Message::Nop) => {}
-            Ok(Message::Close(_)) => self.close(CloseReason::Normal, ctx),
-            Ok(Message::Continuation(_)) => self.text(frames::error(
-                "fragmented_not_supported",
-                "send each frame unfragmented",
-            )),
-            Err(ProtocolError::Overflow) => self.close(CloseReason::FrameTooBig, ctx),
-            Err(err) => {
-                debug!(session = %self.id, error = %err, "websocket protocol error");
-                self.close(CloseReason::ProtocolError, ctx);
-            }
-        }
-    }
-
-    fn finished(&mut self, ctx: &mut Self::Context) {
-        // The client went away (TCP closed); nothing more can be written.
-        ctx.stop();
     }
 }
