@@ -136,3 +136,39 @@ async fn devices_behind_blocked_forwards_get_every_message_by_the_position_check
     let more = tokio::time::timeout(Duration::from_millis(1200), ws.next_of_type("message")).await;
     assert!(more.is_err(), "no duplicate: {more:?}");
 }
+
+#[actix_rt::test]
+async fn presence_lists_the_devices_of_a_user_on_every_node() {
+    let (r, _rp) = shared_redis();
+    let nodes = start_nodes(&["p1", "p2"], &env(&r, None, "presence", &[])).await;
+    let _a = connect(&nodes[0], "pia", "device=phone").await;
+    let _b = connect(&nodes[1], "pia", "device=laptop").await;
+    eventually("both nodes bound", || async {
+        let (_, v) = nodes[0].get("/api/v1/users/pia/presence").await;
+        v["nodes"].as_array().map_or(0, |n| n.len()) == 2
+    })
+    .await;
+    let (s, v) = nodes[0].get("/api/v1/users/pia/presence").await;
+    assert_eq!(s, 200, "{v}");
+    let mut seen: Vec<(String, String)> = v["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["device"].as_str().unwrap().into(),
+                d["node"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            ("laptop".into(), "p2".into()),
+            ("phone".into(), "p1".into())
+        ]
+    );
+    assert_eq!(v["unreachable"], json!([]));
+    assert_eq!(v["online"], true);
+}

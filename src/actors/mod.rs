@@ -4,6 +4,7 @@
 //! one forwarding actor per peer node, `peer`), the [`cursors::CursorsHandle`] that batches
 //! ack-cursor writes, and the `keeper` tasks that keep liveness and bindings fresh in Redis.
 
+pub mod ask;
 pub mod cursors;
 pub mod dispatch;
 pub mod hub;

@@ -236,8 +236,10 @@ pub async fn history(
         .body(out))
 }
 
-/// `GET /api/v1/users/{user}/presence`: the user's devices connected to this node, and the
-/// live nodes that hold sessions of the user according to the binding table.
+/// `GET /api/v1/users/{user}/presence`: the user's devices on every node. The binding table
+/// names the live nodes holding the user; each other one is asked for its devices (signed,
+/// in parallel, within `cluster.forward_timeout_ms`), and a node that does not answer is
+/// listed under `unreachable`.
 pub async fn presence(
     req: HttpRequest,
     path: web::Path<String>,
@@ -245,8 +247,7 @@ pub async fn presence(
 ) -> Result<HttpResponse, ApiError> {
     check_api_key(&req, &state)?;
     let user = user_from_path(&path)?;
-    let devices = state.hub.presence(user.clone()).await?;
-    // Live nodes holding sessions of the user, per the binding table (cluster-wide view).
+    let mut devices = state.hub.presence(user.clone()).await?;
     let b = &state.backends;
     let nodes = match b.bindings.lookup(std::slice::from_ref(&user)).await {
         Ok(mut n) => {
@@ -259,11 +260,32 @@ pub async fn presence(
             Vec::new()
         }
     };
+    let mut unreachable = Vec::new();
+    if let Some(ask) = &b.ask {
+        let peers: Vec<_> = nodes
+            .iter()
+            .filter(|n| **n != state.node)
+            .filter_map(|n| b.live.get(n))
+            .collect();
+        let answers =
+            futures_util::future::join_all(peers.iter().map(|p| ask.presence(&p.internal, &user)))
+                .await;
+        for (peer, answer) in peers.iter().zip(answers) {
+            match answer {
+                Ok(mut d) => devices.append(&mut d),
+                Err(e) => {
+                    tracing::debug!(node = %peer.id, error = %e, "presence: peer did not answer");
+                    unreachable.push(peer.id.to_string());
+                }
+            }
+        }
+    }
     let online = !devices.is_empty() || !nodes.is_empty();
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "user": user.as_str(),
         "online": online,
         "devices": devices,
         "nodes": nodes,
+        "unreachable": unreachable,
     })))
 }

@@ -17,6 +17,7 @@ use std::time::Instant;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest};
 
+use crate::actors::ask::PeerAsk;
 use crate::actors::hub::HubHandle;
 use crate::actors::session::SessionDeps;
 use crate::auth::ApiKeys;
@@ -33,6 +34,8 @@ pub struct Backends {
     pub bindings: Arc<dyn Bindings>,
     /// Live cluster nodes (empty on a single node).
     pub live: LivePeers,
+    /// How to ask peers directly (cluster mode only).
+    pub ask: Option<PeerAsk>,
 }
 
 /// Shared state of one node, handed to every public handler.

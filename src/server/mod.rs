@@ -17,6 +17,7 @@ use actix_web::{web, App, HttpServer};
 use tracing::{info, warn};
 
 use self::cluster::ClusterParts;
+use crate::actors::ask::PeerAsk;
 use crate::actors::cursors::CursorsHandle;
 use crate::actors::dispatch::DispatchHandle;
 use crate::actors::hub::{HubHandle, BINDING_FLUSH};
@@ -172,6 +173,10 @@ pub async fn start_with_store(
         verifier,
         counters: counters.clone(),
     });
+    let ask = cluster.as_ref().map(|_| {
+        let timeout = Duration::from_millis(cfg.cluster.forward_timeout_ms);
+        PeerAsk::new(node.clone(), &cfg.cluster.secret, timeout)
+    });
     let ingest = Ingest::new(
         cfg.ingest.clone(),
         appender,
@@ -188,6 +193,7 @@ pub async fn start_with_store(
             store,
             bindings,
             live,
+            ask,
         },
         session,
         counters,

@@ -34,7 +34,7 @@ pub struct HubStats {
 }
 
 /// One connected device, as presence reports it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct DevicePresence {
     pub device: DeviceId,
     pub session: String,

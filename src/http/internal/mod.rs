@@ -1,5 +1,6 @@
-//! The internal listener's endpoint, `POST /internal/v1/deliver`: signed batches of
-//! envelopes from peer nodes, handed to the local hub. Never exposed through the load
+//! The internal listener's endpoints: `POST /internal/v1/deliver`, signed batches of
+//! envelopes from peer nodes handed to the local hub, and `POST /internal/v1/presence`, a
+//! peer asking which devices of a user are connected here. Never exposed through the load
 //! balancer.
 //!
 //! A request is checked in the order that costs an attacker the most and the node the
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::error::ApiError;
+use crate::actors::ask::{PresenceAnswer, PresenceQuery};
 use crate::actors::hub::HubHandle;
 use crate::clock::now_ms;
 use crate::cluster::forward::{self, Forward};
@@ -70,12 +72,13 @@ fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
-/// Every check, in order; the decoded forward when all of them pass.
-async fn accept(
+/// Every check of the headers and the signed body, in order; the sender and the body when
+/// all of them pass.
+async fn accept_signed(
     req: &HttpRequest,
     payload: web::Payload,
     state: &InternalState,
-) -> Result<Forward, Refusal> {
+) -> Result<(String, bytes::Bytes), Refusal> {
     let signed = state.verifier.check_headers(
         header(req, sign::HDR_NODE),
         header(req, sign::HDR_TS),
@@ -85,11 +88,48 @@ async fn accept(
     let mut mac = state.verifier.body_mac(&signed);
     let body = body::read(req, payload, state.limits, &mut mac).await?;
     state.verifier.finish(&signed, mac, now_ms())?;
+    Ok((signed.node.to_string(), body.freeze()))
+}
+
+/// [`accept_signed`], then the body as a forward from the signed sender.
+async fn accept(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &InternalState,
+) -> Result<Forward, Refusal> {
+    let (sender, body) = accept_signed(req, payload, state).await?;
     let fwd = forward::decode(&body).map_err(Refusal::Invalid)?;
-    if fwd.from != signed.node.as_str() {
+    if fwd.from != sender {
         return Err(Refusal::OtherSender);
     }
     Ok(fwd)
+}
+
+/// `POST /internal/v1/presence`: the devices of a user connected here, for a peer that
+/// answers a cluster-wide presence.
+pub async fn presence(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<Arc<InternalState>>,
+) -> Result<HttpResponse, ApiError> {
+    let checked = async {
+        let (sender, body) = accept_signed(&req, payload, &state).await?;
+        let query: PresenceQuery =
+            serde_json::from_slice(&body).map_err(|e| Refusal::Invalid(format!("body: {e}")))?;
+        if query.from != sender {
+            return Err(Refusal::OtherSender);
+        }
+        Ok(query)
+    };
+    let query = match checked.await {
+        Ok(q) => q,
+        Err(refusal) => {
+            state.refusals.record(req.peer_addr(), &refusal);
+            return Err(refusal.into());
+        }
+    };
+    let devices = state.hub.presence(query.user).await?;
+    Ok(HttpResponse::Ok().json(PresenceAnswer { devices }))
 }
 
 /// `POST /internal/v1/deliver`.
@@ -115,6 +155,7 @@ pub async fn deliver(
 /// Registers the internal routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/internal/v1/deliver", web::post().to(deliver))
+        .route("/internal/v1/presence", web::post().to(presence))
         .route(
             "/internal/v1/healthz",
             web::get()
