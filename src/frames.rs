@@ -1,17 +1,24 @@
 //! Wire frames: server-to-client JSON encoding, client-to-server parsing, and the close
 //! codes ([`CloseReason`]) a session ends with.
 //!
-//! A message frame is built once per recipient user from pieces serialized once per
-//! message ([`MessageParts`]), so fan-out never re-encodes the payload.
+//! A message's pieces are serialized once ([`MessageParts`]) and shared by every recipient's
+//! [`Frame`], which splices in its seq only when written: fan-out neither re-encodes nor
+//! copies the payload.
+
+use std::sync::Arc;
 
 use bytestring::ByteString;
 use serde::Deserialize;
 
 use crate::ids::Seq;
 
-/// The parts of a message frame that are the same for every recipient, pre-encoded.
+/// The parts of a message frame that are the same for every recipient, pre-encoded once
+/// and shared (an `Arc`) by every recipient's [`Frame`].
 #[derive(Debug, Clone)]
-pub struct MessageParts {
+pub struct MessageParts(Arc<Parts>);
+
+#[derive(Debug)]
+struct Parts {
     /// `{"type":"message","id":"<id>","seq":`
     head: String,
     /// `,"topic":<json>,"payload":<raw>,"ts":<ms>}`
@@ -39,27 +46,108 @@ impl MessageParts {
         tail.push_str(r#","ts":"#);
         tail.push_str(itoa::Buffer::new().format(ts_ms));
         tail.push('}');
-        Self { head, tail }
+        Self(Arc::new(Parts { head, tail }))
     }
 
-    /// The frame for one recipient user, with that user's `seq`.
-    pub fn frame(&self, seq: Seq) -> ByteString {
-        let mut buf = itoa::Buffer::new();
-        let seq = buf.format(seq);
-        let mut s = String::with_capacity(self.head.len() + seq.len() + self.tail.len());
-        s.push_str(&self.head);
-        s.push_str(seq);
-        s.push_str(&self.tail);
-        ByteString::from(s)
+    /// The frame for one recipient user, with that user's `seq`: the shared parts and the
+    /// seq, spliced together only when written.
+    pub fn frame(&self, seq: Seq) -> Frame {
+        Frame::Shared {
+            parts: self.clone(),
+            seq,
+        }
     }
 
     /// The frame for a broadcast: `seq` is null and `broadcast` is true.
     pub fn broadcast_frame(&self) -> ByteString {
-        let mut s = String::with_capacity(self.head.len() + 24 + self.tail.len());
-        s.push_str(&self.head);
+        let p = &self.0;
+        let mut s = String::with_capacity(p.head.len() + 24 + p.tail.len());
+        s.push_str(&p.head);
         s.push_str(r#"null,"broadcast":true"#);
-        s.push_str(&self.tail);
+        s.push_str(&p.tail);
         ByteString::from(s)
+    }
+}
+
+/// One recipient's message frame: whole text (as a store read it back or a peer sent it),
+/// or a message's shared parts with the recipient's seq, so a message to many users holds
+/// its payload once however many frames are queued or stored in memory.
+#[derive(Debug, Clone)]
+pub enum Frame {
+    Text(ByteString),
+    Shared { parts: MessageParts, seq: Seq },
+}
+
+impl Frame {
+    /// Bytes of the frame's text.
+    pub fn len(&self) -> usize {
+        match self {
+            Frame::Text(t) => t.len(),
+            Frame::Shared { parts, seq } => {
+                parts.0.head.len() + itoa::Buffer::new().format(*seq).len() + parts.0.tail.len()
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends the frame's text to `out`.
+    pub fn write_to(&self, out: &mut String) {
+        match self {
+            Frame::Text(t) => out.push_str(t),
+            Frame::Shared { parts, seq } => {
+                out.push_str(&parts.0.head);
+                out.push_str(itoa::Buffer::new().format(*seq));
+                out.push_str(&parts.0.tail);
+            }
+        }
+    }
+
+    /// The frame's text (for the socket): a cheap clone of whole text, else spliced now.
+    pub fn to_text(&self) -> ByteString {
+        match self {
+            Frame::Text(t) => t.clone(),
+            Frame::Shared { .. } => {
+                let mut s = String::with_capacity(self.len());
+                self.write_to(&mut s);
+                ByteString::from(s)
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Frame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Frame::Text(t) => f.write_str(t),
+            Frame::Shared { parts, seq } => {
+                f.write_str(&parts.0.head)?;
+                f.write_str(itoa::Buffer::new().format(*seq))?;
+                f.write_str(&parts.0.tail)
+            }
+        }
+    }
+}
+
+impl PartialEq for Frame {
+    fn eq(&self, other: &Frame) -> bool {
+        self.to_text() == other.to_text()
+    }
+}
+
+impl Eq for Frame {}
+
+impl From<ByteString> for Frame {
+    fn from(t: ByteString) -> Frame {
+        Frame::Text(t)
+    }
+}
+
+impl From<String> for Frame {
+    fn from(t: String) -> Frame {
+        Frame::Text(ByteString::from(t))
     }
 }
 
@@ -222,9 +310,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn recipients_frames_share_one_copy_of_the_payload_and_splice_their_seq() {
+        let payload = format!("\"{}\"", "x".repeat(10_000));
+        let p = MessageParts::new("m1", Some("t"), &payload, 5);
+        let frames: Vec<Frame> = (1..=1000).map(|seq| p.frame(seq)).collect();
+        assert_eq!(Arc::strong_count(&p.0), 1001, "one copy, shared");
+        for (i, f) in frames.iter().enumerate() {
+            let text = f.to_text();
+            assert_eq!(f.len(), text.len());
+            assert_eq!(f.to_string(), &*text);
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(v["seq"], i as u64 + 1);
+        }
+        assert_eq!(frames[0], Frame::from(frames[0].to_string()));
+    }
+
+    #[test]
     fn message_frame_is_valid_json_with_the_recipients_seq() {
         let p = MessageParts::new("m1", Some("news"), r#"{"a":[1,2]}"#, 1700);
-        let f: serde_json::Value = serde_json::from_str(&p.frame(42)).unwrap();
+        let f: serde_json::Value = serde_json::from_str(&p.frame(42).to_text()).unwrap();
         assert_eq!(f["type"], "message");
         assert_eq!(f["id"], "m1");
         assert_eq!(f["seq"], 42);
@@ -235,7 +339,8 @@ mod tests {
         assert!(b["seq"].is_null());
         assert_eq!(b["broadcast"], true);
         let n: serde_json::Value =
-            serde_json::from_str(&MessageParts::new("m\"2", None, "3", 1).frame(1)).unwrap();
+            serde_json::from_str(&MessageParts::new("m\"2", None, "3", 1).frame(1).to_text())
+                .unwrap();
         assert!(n["topic"].is_null());
         assert_eq!(n["id"], "m\"2");
     }

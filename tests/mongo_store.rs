@@ -109,7 +109,7 @@ async fn check_stored_as_delivered(
     assert_eq!(stored, all, "{name}: stored = delivered");
     let ids: HashMap<u64, &str> = mine.iter().map(|d| (d.1, d.2.as_str())).collect();
     for (seq, frame) in &page.messages {
-        let f: serde_json::Value = serde_json::from_str(frame).unwrap();
+        let f: serde_json::Value = serde_json::from_str(&frame.to_text()).unwrap();
         assert_eq!(f["seq"], *seq);
         assert_eq!(
             f["id"], ids[seq],
@@ -219,13 +219,15 @@ async fn retry_after_an_append_that_failed_half_way_stores_the_message_once_unde
     assert_eq!(&*retry[0].id, "first-id");
     let d = &retry[0].deliveries;
     assert_eq!(
-        (d[0].seq, &*d[0].frame),
+        (d[0].seq, &*d[0].frame.to_text()),
         (1, "{\"stored\":1}"),
         "alice's stored copy is reused"
     );
-    assert!(d[1].frame.contains("\"id\":\"first-id\""));
+    assert!(d[1].frame.to_text().contains("\"id\":\"first-id\""));
     assert!(
-        d[1].frame.ends_with(&format!(",\"ts\":{first_ts}}}")),
+        d[1].frame
+            .to_text()
+            .ends_with(&format!(",\"ts\":{first_ts}}}")),
         "the first append's ts"
     );
     assert!(!retry[1].duplicate);

@@ -275,15 +275,13 @@ impl Handler<Dispatch> for DispatchWorker {
 
 #[cfg(test)]
 mod tests {
-    use bytestring::ByteString;
-
     use super::*;
 
     fn d(user: &str, seq: u64) -> Delivery {
         Delivery {
             user: UserId::parse(user).unwrap(),
             seq,
-            frame: ByteString::from(format!("{{\"seq\":{seq}}}")),
+            frame: crate::frames::Frame::from(format!("{{\"seq\":{seq}}}")),
         }
     }
 

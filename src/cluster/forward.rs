@@ -15,6 +15,7 @@ use bytestring::ByteString;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::frames::Frame;
 use crate::ids::{Seq, UserId};
 use crate::store::Delivery;
 
@@ -120,7 +121,7 @@ pub fn encode(me: &str, items: &[Envelope]) -> String {
             s.push_str(r#"","seq":"#);
             s.push_str(itoa::Buffer::new().format(d.seq));
             s.push_str(r#","frame":"#);
-            s.push_str(&d.frame);
+            d.frame.write_to(&mut s);
             s.push('}');
         }
     }
@@ -168,7 +169,7 @@ pub fn decode(body: &[u8]) -> Result<Forward, String> {
             .map(|d| Delivery {
                 user: d.user,
                 seq: d.seq,
-                frame: ByteString::from(d.frame.get()),
+                frame: Frame::Text(ByteString::from(d.frame.get())),
             })
             .collect(),
         broadcasts: fwd
@@ -190,7 +191,7 @@ mod tests {
             Envelope::Message(Delivery {
                 user: UserId::parse("u1").unwrap(),
                 seq: 3,
-                frame: frame.clone(),
+                frame: Frame::Text(frame.clone()),
             }),
             Envelope::Broadcast(ByteString::from(r#"{"type":"message","seq":null}"#)),
         ];
@@ -211,7 +212,7 @@ mod tests {
             Envelope::Message(Delivery {
                 user: UserId::parse("u9").unwrap(),
                 seq: 7,
-                frame: frame.clone(),
+                frame: Frame::Text(frame.clone()),
             }),
         ];
         let fwd = decode(encode("node-a", &items).as_bytes()).unwrap();
@@ -219,7 +220,7 @@ mod tests {
         assert_eq!(fwd.deliveries.len(), 1);
         assert_eq!(fwd.deliveries[0].user.as_str(), "u9");
         assert_eq!(fwd.deliveries[0].seq, 7);
-        assert_eq!(fwd.deliveries[0].frame, frame);
+        assert_eq!(fwd.deliveries[0].frame, Frame::Text(frame));
         assert_eq!(fwd.broadcasts, vec![cast]);
     }
 
@@ -238,7 +239,7 @@ mod tests {
                     Envelope::Message(Delivery {
                         user: UserId::parse(&"u".repeat(1 + i % 128)).unwrap(),
                         seq: u64::MAX - i as u64,
-                        frame,
+                        frame: Frame::Text(frame),
                     })
                 }
             })

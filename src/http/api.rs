@@ -228,7 +228,7 @@ pub async fn history(
         if i > 0 {
             out.push(',');
         }
-        out.push_str(frame);
+        frame.write_to(&mut out);
     }
     out.push_str("]}");
     Ok(HttpResponse::Ok()

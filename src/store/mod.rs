@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use bytestring::ByteString;
 use serde_json::value::RawValue;
 
+use crate::frames::Frame;
 use crate::ids::{DeviceId, Seq, UserId};
 
 /// Who a new message goes to.
@@ -41,7 +42,7 @@ pub struct Delivery {
     pub user: UserId,
     pub seq: Seq,
     /// The encoded frame shared by all of the user's sessions.
-    pub frame: ByteString,
+    pub frame: Frame,
 }
 
 /// The store's answer for one appended message.
@@ -66,7 +67,7 @@ pub struct Accepted {
 #[derive(Debug, Clone, Default)]
 pub struct Page {
     /// Messages with `seq > after`, at most `limit`, as frames.
-    pub messages: Vec<(Seq, ByteString)>,
+    pub messages: Vec<(Seq, Frame)>,
     /// The user's newest seq handed out (0 when none); it may still be on its way in.
     pub last_seq: Seq,
     /// Oldest seq still retained; when it is above `after + 1`, older ones are gone.

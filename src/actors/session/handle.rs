@@ -5,7 +5,7 @@
 use actix::prelude::*;
 use bytestring::ByteString;
 
-use crate::frames::CloseReason;
+use crate::frames::{CloseReason, Frame};
 use crate::ids::Seq;
 
 /// Hub -> session: something to write to the socket.
@@ -13,7 +13,7 @@ use crate::ids::Seq;
 #[rtype(result = "()")]
 pub(super) enum Push {
     /// A message of the session's user, in the user's seq order.
-    Message { seq: Seq, frame: ByteString },
+    Message { seq: Seq, frame: Frame },
     /// A broadcast frame (no seq).
     Broadcast(ByteString),
     /// The position check: the store's newest seq of the session's user.
@@ -46,7 +46,7 @@ impl SessionHandle {
     }
 
     /// Offers a message of the session's user without waiting.
-    pub fn offer_message(&self, seq: Seq, frame: ByteString) -> Offered {
+    pub fn offer_message(&self, seq: Seq, frame: Frame) -> Offered {
         self.offer(Push::Message { seq, frame })
     }
 

@@ -168,7 +168,7 @@ impl WsSession {
                 }
                 Action::Frame { frame, .. } => {
                     Counters::add(&c.delivered, 1);
-                    self.text(frame);
+                    self.out.push(Out::Message(frame));
                 }
                 Action::Skipped { from, to } => {
                     Counters::add(&c.skipped, to - from + 1);

@@ -22,8 +22,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use bytestring::ByteString;
-
+use crate::frames::Frame;
 use crate::ids::Seq;
 use crate::store::Page;
 
@@ -55,7 +54,7 @@ pub enum Action {
     /// Send a `history_truncated` frame: seqs `after + 1 .. resume_from` will not be sent.
     Truncated { after: Seq, resume_from: Seq },
     /// Send this message frame (seq order is the core's job).
-    Frame { seq: Seq, frame: ByteString },
+    Frame { seq: Seq, frame: Frame },
     /// `delivered` moved past `from..=to` without frames, on store evidence: log and count.
     Skipped { from: Seq, to: Seq },
     /// Read the store: messages after `from`, at most `limit`, once `delay` has passed
@@ -82,7 +81,7 @@ pub enum ReadFrom {
 /// A live push held until the seqs before it are settled.
 #[derive(Debug)]
 struct Held {
-    frame: ByteString,
+    frame: Frame,
     /// Reads issued when it arrived: only later reads' verdicts apply to it.
     epoch: u64,
 }
@@ -184,7 +183,7 @@ impl Order {
         }
     }
 
-    fn send(&mut self, seq: Seq, frame: ByteString, out: &mut Vec<Action>) {
+    fn send(&mut self, seq: Seq, frame: Frame, out: &mut Vec<Action>) {
         debug_assert_eq!(seq, self.delivered + 1);
         self.delivered = seq;
         out.push(Action::Frame { seq, frame });
@@ -202,7 +201,7 @@ impl Order {
     }
 
     /// A live push of the session's user.
-    pub fn on_push(&mut self, seq: Seq, frame: ByteString) -> Vec<Action> {
+    pub fn on_push(&mut self, seq: Seq, frame: Frame) -> Vec<Action> {
         let mut out = Vec::new();
         if seq <= self.delivered {
             return out;

@@ -12,8 +12,8 @@ const LIMITS: Limits = Limits {
     pending_cap: 8,
 };
 
-fn frame(seq: Seq) -> ByteString {
-    ByteString::from(format!("m{seq}"))
+fn frame(seq: Seq) -> Frame {
+    Frame::from(format!("m{seq}"))
 }
 
 fn page(messages: &[Seq], last_seq: Seq, settled_upto: Seq) -> Page {

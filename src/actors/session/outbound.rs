@@ -25,11 +25,13 @@ use futures_util::Sink;
 
 use super::inbound::Gate;
 use super::WsSession;
-use crate::frames::{self, CloseReason};
+use crate::frames::{self, CloseReason, Frame};
 
 /// One frame towards the client.
 pub enum Out {
     Text(ByteString),
+    /// A message frame of the session's user (spliced when written).
+    Message(Frame),
     /// `{"type":"pong"}`, in order with the other replies.
     JsonPong,
     Ping,
@@ -40,6 +42,7 @@ impl Out {
     fn bytes(&self) -> usize {
         match self {
             Out::Text(t) => t.len(),
+            Out::Message(f) => f.len(),
             Out::JsonPong | Out::Ping | Out::Close(_) => 0,
         }
     }
@@ -182,6 +185,7 @@ impl Outbound {
         }
         Some(match out {
             Out::Text(t) => (Message::Text(t), false),
+            Out::Message(f) => (Message::Text(f.to_text()), false),
             Out::JsonPong => {
                 self.json_pong = false;
                 (Message::Text(frames::pong()), false)

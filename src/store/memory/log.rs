@@ -14,9 +14,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use bytestring::ByteString;
-
-use crate::frames::MessageParts;
+use crate::frames::{Frame, MessageParts};
 use crate::ids::{DeviceId, Seq, UserId};
 use crate::store::Delivery;
 
@@ -28,7 +26,7 @@ const ENTRY_OVERHEAD: usize = 64;
 pub struct Entry {
     pub seq: Seq,
     pub expires_ms: u64,
-    pub frame: ByteString,
+    pub frame: Frame,
 }
 
 #[derive(Default)]

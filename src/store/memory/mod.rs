@@ -9,14 +9,13 @@ mod log;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use bytestring::ByteString;
 
 use super::{
     new_message_id, Accepted, CursorUpdate, MessageStore, NewMessage, Page, StoreError, Target,
 };
 use crate::clock::now_ms;
 use crate::config::StoreConfig;
-use crate::frames::MessageParts;
+use crate::frames::{Frame, MessageParts};
 use crate::ids::{DeviceId, Seq, UserId};
 use log::{IdemEntry, Limits, Logs};
 
@@ -112,7 +111,7 @@ impl MessageStore for MemoryStore {
         // Entries are in seq order with no holes, so the start index is arithmetic.
         let skip = (after + 1).saturating_sub(first_retained) as usize;
         let mut rest = log.entries.iter().skip(skip);
-        let messages: Vec<(Seq, ByteString)> = rest
+        let messages: Vec<(Seq, Frame)> = rest
             .by_ref()
             .filter(|e| e.expires_ms > now)
             .take(limit)

@@ -39,6 +39,7 @@ use mongodb::options::ReturnDocument;
 use super::error::{is_duplicate_key, MongoError};
 use super::{call, seq_field, to_i64, MongoStore};
 use crate::clock::now_ms;
+use crate::frames::Frame;
 use crate::ids::{Seq, UserId};
 use crate::store::{new_message_id, Accepted, Delivery, NewMessage, Target};
 
@@ -62,7 +63,7 @@ pub(super) struct Item {
     pub(super) ts: u64,
     pub(super) fate: Fate,
     /// Copies an earlier append of this message already stored (completions only).
-    pub(super) stored: HashMap<UserId, (Seq, ByteString)>,
+    pub(super) stored: HashMap<UserId, (Seq, Frame)>,
     pub(super) deliveries: Vec<Delivery>,
     pub(super) broadcast: Option<ByteString>,
 }
@@ -176,7 +177,7 @@ impl MongoStore {
                 let seq = seq_field(d, "seq", op)?;
                 items[i]
                     .stored
-                    .insert(user.clone(), (seq, ByteString::from(frame)));
+                    .insert(user.clone(), (seq, Frame::from(frame.to_string())));
             }
         }
         Ok(())

@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::future::IntoFuture;
 
-use bytestring::ByteString;
 use futures_util::TryStreamExt;
 use mongodb::bson::{doc, rawdoc, DateTime, RawDocumentBuf};
 use tracing::error;
@@ -14,7 +13,7 @@ use super::append::{copy_id, Fate, Item};
 use super::error::{duplicate_indices, MongoError};
 use super::{call, seq_field, to_i64, MongoStore};
 use crate::clock::now_ms;
-use crate::frames::MessageParts;
+use crate::frames::{Frame, MessageParts};
 use crate::ids::{Seq, UserId};
 use crate::store::{Delivery, NewMessage, Target};
 
@@ -89,7 +88,7 @@ impl MongoStore {
                             "user": user.as_str(),
                             "seq": to_i64(*seq),
                             "id": &*item.id,
-                            "frame": &*frame,
+                            "frame": &*frame.to_text(),
                             "expires_at": expires,
                             "at": at,
                         });
@@ -213,7 +212,7 @@ impl MongoStore {
                 Some((seq, frame)) => {
                     let d = &mut items[i].deliveries[j];
                     d.seq = *seq;
-                    d.frame = ByteString::from(*frame);
+                    d.frame = Frame::from(frame.to_string());
                 }
                 None => {
                     let user = items[i].deliveries[j].user.clone();

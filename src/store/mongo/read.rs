@@ -28,6 +28,7 @@ use mongodb::bson::{doc, Document, RawDocumentBuf};
 use super::error::MongoError;
 use super::{call, seq_field, to_i64, AsRawOrDoc, MongoStore, APPEND_BUDGET_CALLS};
 use crate::clock::now_ms;
+use crate::frames::Frame;
 use crate::ids::{Seq, UserId};
 use crate::store::Page;
 
@@ -180,7 +181,8 @@ fn fill_page(
             let frame = d
                 .get_str("frame")
                 .map_err(|_| MongoError::reply("read messages", "message without a frame"))?;
-            page.messages.push((seq, ByteString::from(frame)));
+            page.messages
+                .push((seq, Frame::from(ByteString::from(frame))));
         }
     }
     Ok(())
