@@ -31,6 +31,8 @@ pub enum AuthError {
     BadDevice,
     #[error("token is malformed or lacks a required claim")]
     Malformed,
+    #[error("token expiry is further ahead than this server accepts")]
+    LifetimeTooLong,
 }
 
 impl AuthError {
@@ -90,6 +92,19 @@ pub struct TokenVerifier {
     validation: Validation,
     /// Clock skew allowed on `exp`, also applied to running sessions.
     pub leeway_s: u64,
+    /// Furthest ahead of now a token's `exp` may be, seconds.
+    max_lifetime_s: u64,
+}
+
+/// Whether an expiry of `expires_at` (unix seconds) has passed at `now_s`, allowing
+/// `leeway_s` of skew; saturating, so no `exp` can wrap the sum around.
+pub fn is_expired(expires_at: u64, leeway_s: u64, now_s: u64) -> bool {
+    now_s > expires_at.saturating_add(leeway_s)
+}
+
+/// Whether `exp` lies further than `max_lifetime_s` ahead of `now_s` (saturating).
+pub fn is_too_far_ahead(exp: u64, max_lifetime_s: u64, now_s: u64) -> bool {
+    exp > now_s.saturating_add(max_lifetime_s)
 }
 
 fn algorithm(a: JwtAlgorithm) -> Algorithm {
@@ -144,10 +159,17 @@ impl TokenVerifier {
             key,
             validation,
             leeway_s: cfg.leeway_s,
+            max_lifetime_s: cfg.max_token_lifetime_s,
         })
     }
 
-    /// Verifies `token` and returns who it is for.
+    /// Whether a session whose token expires at `expires_at` must close at `now_s`.
+    pub fn expired(&self, expires_at: u64, now_s: u64) -> bool {
+        is_expired(expires_at, self.leeway_s, now_s)
+    }
+
+    /// Verifies `token` and returns who it is for. An `exp` further ahead than
+    /// `auth.max_token_lifetime_s` is refused like a bad claim.
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
         use jsonwebtoken::errors::ErrorKind;
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
@@ -162,6 +184,9 @@ impl TokenVerifier {
                 _ => AuthError::Malformed,
             },
         )?;
+        if is_too_far_ahead(data.claims.exp, self.max_lifetime_s, crate::clock::now_s()) {
+            return Err(AuthError::LifetimeTooLong);
+        }
         let user = UserId::parse(&data.claims.sub).map_err(|_| AuthError::BadSubject)?;
         let device = match data.claims.device {
             Some(d) => Some(DeviceId::parse(&d).map_err(|_| AuthError::BadDevice)?),
@@ -215,10 +240,15 @@ impl TokenMinter {
 
     /// A token for `user` valid for `ttl_s` seconds, optionally bound to `device`.
     pub fn mint(&self, user: &UserId, device: Option<&DeviceId>, ttl_s: u64) -> String {
+        self.mint_until(user, device, crate::clock::now_s().saturating_add(ttl_s))
+    }
+
+    /// A token for `user` with `exp` = `exp` exactly (tests use absurd ones).
+    pub fn mint_until(&self, user: &UserId, device: Option<&DeviceId>, exp: u64) -> String {
         let now = crate::clock::now_s();
         let claims = Claims {
             sub: user.to_string(),
-            exp: now + ttl_s,
+            exp,
             iat: Some(now),
             aud: self.audience.clone().map(serde_json::Value::String),
             iss: self.issuer.clone(),
@@ -230,7 +260,7 @@ impl TokenMinter {
     }
 }
 
-/// Checks producer API keys in constant time per key.
+/// Checks bearer keys (producer API keys, operator admin keys) in constant time per key.
 pub struct ApiKeys {
     keys: Vec<Vec<u8>>,
 }
@@ -240,6 +270,11 @@ impl ApiKeys {
         Self {
             keys: keys.iter().map(|k| k.as_bytes().to_vec()).collect(),
         }
+    }
+
+    /// True when no key is configured.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
     }
 
     /// True when `candidate` is one of the configured keys.
@@ -296,6 +331,36 @@ mod tests {
         let v = TokenVerifier::from_config(&cfg()).unwrap();
         let t = m.mint(&UserId::parse("a").unwrap(), None, 60);
         assert_eq!(v.verify(&t).unwrap_err(), AuthError::BadSignature);
+    }
+
+    #[test]
+    fn token_expiring_absurdly_far_ahead_is_refused() {
+        let c = cfg();
+        let m = TokenMinter::from_config(&c).unwrap();
+        let v = TokenVerifier::from_config(&c).unwrap();
+        let u = UserId::parse("a").unwrap();
+        let err = v.verify(&m.mint_until(&u, None, u64::MAX)).unwrap_err();
+        assert_eq!(err, AuthError::LifetimeTooLong);
+        assert_eq!(err.code(), "token_invalid");
+        let too_long = c.max_token_lifetime_s + 60;
+        assert_eq!(
+            v.verify(&m.mint(&u, None, too_long)).unwrap_err(),
+            AuthError::LifetimeTooLong
+        );
+        assert!(v
+            .verify(&m.mint(&u, None, c.max_token_lifetime_s - 5))
+            .is_ok());
+    }
+
+    #[test]
+    fn expiry_arithmetic_saturates_instead_of_wrapping() {
+        assert!(!is_expired(u64::MAX, 5, u64::MAX));
+        assert!(!is_expired(100, 5, 105));
+        assert!(is_expired(100, 5, 106));
+        assert!(!is_expired(u64::MAX - 1, 10, u64::MAX));
+        assert!(!is_too_far_ahead(u64::MAX, 10, u64::MAX));
+        assert!(is_too_far_ahead(u64::MAX, 10, 1_700_000_000));
+        assert!(!is_too_far_ahead(1_700_000_010, 10, 1_700_000_000));
     }
 
     #[test]

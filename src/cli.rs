@@ -1,4 +1,6 @@
 //! Command line: `herald serve` and `herald token` (the load generator is `herald-bench`).
+//! `serve` refuses dev or weak secrets on a listener beyond loopback unless given
+//! `--insecure-dev` (the judgement is `config::secrets`).
 //!
 //! Errors print one line naming what is wrong and exit non-zero: 2 for bad input
 //! (arguments, config), 1 for runtime failures.
@@ -9,6 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::auth::TokenMinter;
+use crate::config::secrets::{self, Verdict};
 use crate::config::{Config, LogFormat};
 use crate::ids::{DeviceId, UserId};
 
@@ -26,6 +29,10 @@ enum Command {
         /// Config file (TOML); HERALD_SECTION__KEY environment variables override it.
         #[arg(long, short, default_value = "config.toml")]
         config: PathBuf,
+        /// Start even with dev or weak secrets on a listener that is not loopback (a loud
+        /// warning instead of a refusal). For throwaway setups only.
+        #[arg(long, env = INSECURE_DEV_ENV, value_parser = clap::builder::BoolishValueParser::new())]
+        insecure_dev: bool,
     },
     /// Print a connection token (JWT) signed with the configured key.
     Token {
@@ -42,7 +49,12 @@ enum Command {
     },
 }
 
-/// Parses `90s`, `15m`, `1h`, `7d` or plain seconds.
+/// Environment variable that acts as `herald serve --insecure-dev` (`1`, `true`, `yes`,
+/// `on`). It has no `__`, so it is not a config override.
+pub const INSECURE_DEV_ENV: &str = "HERALD_INSECURE_DEV";
+
+/// Parses `90s`, `15m`, `1h`, `7d` or plain seconds; a value whose seconds do not fit a
+/// u64 is refused rather than wrapped.
 pub fn parse_duration_s(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let (num, mult) = match s.char_indices().last() {
@@ -58,7 +70,20 @@ pub fn parse_duration_s(s: &str) -> Result<u64, String> {
     if n == 0 {
         return Err("duration must be positive".into());
     }
-    Ok(n * mult)
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("`{s}` is too long to be a duration"))
+}
+
+/// Checks a `herald token --ttl` against `auth.max_token_lifetime_s`: nodes refuse a token
+/// that expires further ahead, so minting one would only hand out a useless token.
+pub fn check_token_ttl(ttl_s: u64, max_lifetime_s: u64) -> Result<(), String> {
+    if ttl_s > max_lifetime_s {
+        return Err(format!(
+            "--ttl {ttl_s}s is longer than auth.max_token_lifetime_s ({max_lifetime_s}s); \
+             nodes would refuse the token"
+        ));
+    }
+    Ok(())
 }
 
 fn init_logging(cfg: &Config) {
@@ -86,12 +111,18 @@ fn load_config(path: &std::path::Path) -> Result<Config, ExitCode> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config } => {
+        Command::Serve {
+            config,
+            insecure_dev,
+        } => {
             let cfg = match load_config(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
             init_logging(&cfg);
+            if !secrets_allow_start(&cfg, insecure_dev) {
+                return ExitCode::from(2);
+            }
             serve(cfg)
         }
         Command::Token {
@@ -104,6 +135,10 @@ pub fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
+            if let Err(e) = check_token_ttl(ttl, cfg.auth.max_token_lifetime_s) {
+                eprintln!("herald: {e}");
+                return ExitCode::from(2);
+            }
             let user = match UserId::parse(&user) {
                 Ok(u) => u,
                 Err(e) => {
@@ -131,6 +166,29 @@ pub fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             }
+        }
+    }
+}
+
+/// Acts on the startup secret policy (`config::secrets`): prints a refusal, or logs the
+/// warnings; false when the node must not start.
+fn secrets_allow_start(cfg: &Config, insecure_dev: bool) -> bool {
+    match secrets::judge(cfg, insecure_dev) {
+        Verdict::Start => true,
+        Verdict::Warn(lines) => {
+            for line in lines {
+                tracing::warn!("{line}");
+            }
+            true
+        }
+        Verdict::Insecure(message) => {
+            eprintln!("herald: WARNING: {message}");
+            tracing::warn!("{message}");
+            true
+        }
+        Verdict::Refuse(message) => {
+            eprintln!("herald: {message}");
+            false
         }
     }
 }
@@ -167,7 +225,7 @@ fn serve(cfg: Config) -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration_s;
+    use super::{check_token_ttl, parse_duration_s};
 
     #[test]
     fn durations_accept_units_and_reject_garbage() {
@@ -178,5 +236,21 @@ mod tests {
         assert_eq!(parse_duration_s("42"), Ok(42));
         assert!(parse_duration_s("soon").is_err());
         assert!(parse_duration_s("0s").is_err());
+    }
+
+    #[test]
+    fn durations_whose_seconds_overflow_are_refused_not_wrapped() {
+        let e = parse_duration_s("99999999999999999d").unwrap_err();
+        assert!(e.contains("too long"), "{e}");
+        assert!(parse_duration_s("99999999999999999999").is_err());
+        assert_eq!(parse_duration_s("18446744073709551615s"), Ok(u64::MAX));
+    }
+
+    #[test]
+    fn token_ttl_over_the_accepted_lifetime_is_refused() {
+        assert!(check_token_ttl(3600, 86_400).is_ok());
+        assert!(check_token_ttl(86_400, 86_400).is_ok());
+        let e = check_token_ttl(86_401, 86_400).unwrap_err();
+        assert!(e.contains("auth.max_token_lifetime_s"), "{e}");
     }
 }

@@ -104,6 +104,16 @@ impl DeviceId {
 /// A per-user message sequence number; the first message of a user has seq 1.
 pub type Seq = u64;
 
+/// Largest seq a client may name as a resume point (`/ws?since=`): the MongoDB store keeps
+/// seqs as signed 64-bit integers, so no seq is ever above it, and `since + 1` cannot
+/// overflow anywhere downstream.
+pub const MAX_SEQ: Seq = i64::MAX as u64;
+
+/// Parses a client's resume point: a decimal integer in `0..=MAX_SEQ`.
+pub fn parse_resume_seq(s: &str) -> Option<Seq> {
+    s.parse::<Seq>().ok().filter(|n| *n <= MAX_SEQ)
+}
+
 /// Identifies one WebSocket session on this node.
 #[derive(Copy, Clone, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
 pub struct SessionId(pub u64);
@@ -125,6 +135,16 @@ impl fmt::Display for SessionId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resume_points_beyond_the_largest_storable_seq_are_refused() {
+        assert_eq!(parse_resume_seq("0"), Some(0));
+        assert_eq!(parse_resume_seq("9223372036854775807"), Some(MAX_SEQ));
+        assert_eq!(parse_resume_seq("9223372036854775808"), None);
+        assert_eq!(parse_resume_seq("18446744073709551615"), None);
+        assert_eq!(parse_resume_seq("-1"), None);
+        assert_eq!(parse_resume_seq("1e3"), None);
+    }
 
     #[test]
     fn user_ids_follow_the_contract_charset_and_length() {

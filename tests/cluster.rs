@@ -128,7 +128,7 @@ async fn killed_node_does_not_disturb_dispatch_and_its_routes_vanish() {
     })
     .await;
     eventually("a sees b gone", || async {
-        let (_, v) = nodes[0].get("/api/v1/stats").await;
+        let (_, v) = nodes[0].stats().await;
         v["peers"].as_array().unwrap().len() == 2
     })
     .await;
@@ -292,6 +292,6 @@ async fn seqs_the_local_store_never_had_do_not_stall_the_session() {
         (m["seq"].as_u64(), m["payload"].as_str()),
         (Some(4), Some("live"))
     );
-    let (s, _) = nodes[1].get("/api/v1/stats").await;
+    let (s, _) = nodes[1].stats().await;
     assert_eq!(s, 200, "node b still answers");
 }

@@ -315,6 +315,6 @@ async fn long_replay_is_paged_through_a_small_outbound_queue_with_live_traffic()
     let seqs = ws.seqs(1000).await;
     producer.await.unwrap();
     assert_eq!(seqs, (1..=1000).collect::<Vec<u64>>());
-    let (_, stats) = node.get("/api/v1/stats").await;
+    let (_, stats) = node.stats().await;
     assert_eq!(stats["counters"]["slow_consumers"], 0);
 }

@@ -140,7 +140,7 @@ async fn copy_stored_between_a_page_query_and_its_verdict_is_still_sent_before_t
         ]
     );
     assert!(fired.load(Ordering::SeqCst), "the race was made to happen");
-    let (_, stats) = node.get("/api/v1/stats").await;
+    let (_, stats) = node.stats().await;
     assert_eq!(stats["counters"]["skipped"], 0, "{stats}");
     let _ = other.db.drop().await;
 }
@@ -175,7 +175,7 @@ async fn seq_reserved_before_a_read_and_stored_after_it_is_sent_before_the_next(
             (n + 1, "through this node".to_string())
         ]
     );
-    let (_, stats) = node.get("/api/v1/stats").await;
+    let (_, stats) = node.stats().await;
     assert_eq!(stats["counters"]["skipped"], 0, "{stats}");
     let _ = other.db.drop().await;
 }
@@ -199,7 +199,7 @@ async fn seq_whose_append_gave_up_is_passed_over_after_the_budget_and_counted() 
         messages(&mut ws, 1).await,
         vec![(n + 1, "after the hole".to_string())]
     );
-    let (_, stats) = node.get("/api/v1/stats").await;
+    let (_, stats) = node.stats().await;
     assert_eq!(stats["counters"]["skipped"], 1, "{stats}");
     let _ = other.db.drop().await;
 }

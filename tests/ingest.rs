@@ -72,7 +72,7 @@ async fn each_invalid_field_is_named_in_the_error() {
             "{body}: message `{msg}` should name `{field}`"
         );
     }
-    let (_, stats) = node.get("/api/v1/stats").await;
+    let (_, stats) = node.stats().await;
     assert_eq!(stats["counters"]["accepted"], 0);
 }
 

@@ -62,7 +62,7 @@ async fn a_user_past_max_sessions_per_user_is_refused_429_until_one_closes() {
         .expect("third session refused");
     assert_eq!(refused.status, 429);
     assert_eq!(refused.body["error"]["code"], "too_many_sessions");
-    let (_, stats) = node.get("/api/v1/stats").await;
+    let (_, stats) = node.stats().await;
     assert_eq!(stats["counters"]["sessions_refused_per_user"], 1);
     a.close().await;
     eventually("a slot is free again", || async {
@@ -97,7 +97,7 @@ async fn connects_past_the_rate_of_one_client_behind_a_trusted_proxy_are_429_wit
     // Another client behind the same proxy has its own budget.
     let head = upgrade_via_proxy(&node, "d1", "198.51.100.2").await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    let (_, stats) = node.get("/api/v1/stats").await;
+    let (_, stats) = node.stats().await;
     assert_eq!(stats["counters"]["connects_rate_limited"], 1);
 }
 
@@ -122,7 +122,7 @@ async fn requests_past_an_api_keys_rate_are_429_with_retry_after_and_store_nothi
         "{answer}"
     );
     assert_eq!(ws.seqs(3).await, vec![1, 2, 3]);
-    let (_, stats) = node.get("/api/v1/stats").await;
+    let (_, stats) = node.stats().await;
     assert_eq!(
         stats["counters"]["accepted"], 3,
         "the refused one was not stored"
@@ -141,7 +141,7 @@ async fn a_batch_over_an_api_keys_message_rate_is_refused_whole() {
     let (s, v) = node.post("/api/v1/messages/batch", &batch(2)).await;
     assert_eq!(s, 429, "{v}");
     assert_eq!(v["error"]["code"], "rate_limited");
-    let (_, stats) = node.get("/api/v1/stats").await;
+    let (_, stats) = node.stats().await;
     assert_eq!(stats["counters"]["accepted"], 5);
 }
 
@@ -165,7 +165,7 @@ async fn a_trickled_request_body_is_408_at_the_deadline() {
         "{:?}",
         started.elapsed()
     );
-    let (_, stats) = node.get("/api/v1/stats").await;
+    let (_, stats) = node.stats().await;
     assert_eq!(stats["counters"]["body_timeouts"], 1);
     assert_eq!(stats["counters"]["accepted"], 0);
     still_delivers(&node, "tia").await;

@@ -53,7 +53,7 @@ async fn send(via: &HeraldProc, to: &str, payload: Value) {
 }
 
 async fn counter(node: &HeraldProc, name: &str) -> u64 {
-    let (s, v) = node.get("/api/v1/stats").await;
+    let (s, v) = node.stats().await;
     assert_eq!(s, 200, "{v}");
     v["counters"][name]
         .as_u64()

@@ -152,10 +152,16 @@ async fn producer(
     }
 }
 
-/// One request on a fresh connection: status and JSON body, or `None` when the node refused
+/// One request on a fresh connection (with the admin key for stats, else the API key):
+/// status and JSON body, or `None` when the node refused
 /// or cut the connection (it may be restarting) or took longer than 10 s.
 async fn exchange(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, Value)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let key = if path == "/api/v1/stats" {
+        procs::ADMIN_KEY
+    } else {
+        procs::API_KEY
+    };
     let talk = async {
         let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
@@ -164,7 +170,7 @@ async fn exchange(port: u16, method: &str, path: &str, body: &str) -> Option<(u1
             "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
              Authorization: Bearer {}\r\nContent-Type: application/json\r\n\
              Content-Length: {}\r\n\r\n{body}",
-            procs::API_KEY,
+            key,
             body.len()
         );
         s.write_all(req.as_bytes()).await.ok()?;

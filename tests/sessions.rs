@@ -28,7 +28,7 @@ async fn silent_client_is_closed_with_4008_and_unregistered() {
         !online(&node, "quiet").await
     })
     .await;
-    let (_, stats) = node.get("/api/v1/stats").await;
+    let (_, stats) = node.stats().await;
     assert_eq!(stats["counters"]["heartbeat_timeouts"], 1);
 }
 
@@ -118,7 +118,7 @@ async fn slow_consumer_is_closed_with_4002_while_others_keep_receiving() {
     let (_fast, seqs) = reader.await.unwrap();
     assert_eq!(seqs, (1..=n as u64).collect::<Vec<_>>());
     eventually("slow consumer counted", || async {
-        let (_, s) = node.get("/api/v1/stats").await;
+        let (_, s) = node.stats().await;
         s["counters"]["slow_consumers"].as_u64().unwrap() >= 1
     })
     .await;

@@ -100,7 +100,7 @@ fn bound_nodes(reply: RespValue, now: u64) -> Vec<NodeId> {
 #[async_trait]
 impl Bindings for RedisBindings {
     async fn bind(&self, node: &NodeId, users: &[UserId]) -> Result<(), BindingsError> {
-        let deadline = (now_ms() + self.route_ttl_ms).to_string();
+        let deadline = now_ms().saturating_add(self.route_ttl_ms).to_string();
         let ttl = self.route_ttl_ms.to_string();
         let mut cmds = Vec::with_capacity(users.len() * 3);
         for u in users {

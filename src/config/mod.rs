@@ -6,10 +6,12 @@
 //! values directly. An override `HERALD_SESSION__HEARTBEAT_MS=500` sets `session.heartbeat_ms`
 //! (double underscores separate table names and the key, so `HERALD_STORE__MONGO__URL` sets
 //! `store.mongo.url`). Unknown keys and bad values fail at startup with a message naming the
-//! key.
+//! key. Whether the secrets may face a network depends on the listeners and the
+//! `--insecure-dev` flag, so `secrets.rs` judges that separately, at startup.
 
 mod auth;
 mod cluster;
+pub mod secrets;
 mod server;
 mod session;
 mod store;

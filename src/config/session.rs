@@ -68,7 +68,7 @@ impl SessionConfig {
     /// Silence allowed before 4008: configured, or derived from the heartbeat.
     pub fn heartbeat_timeout(&self) -> Duration {
         if self.heartbeat_timeout_ms == 0 {
-            Duration::from_millis(self.heartbeat_ms * 2 + 5000)
+            Duration::from_millis(self.heartbeat_ms.saturating_mul(2).saturating_add(5000))
         } else {
             Duration::from_millis(self.heartbeat_timeout_ms)
         }

@@ -106,6 +106,29 @@ impl From<crate::actors::hub::HubGone> for ApiError {
     }
 }
 
+impl From<super::admin::AdminRefusal> for ApiError {
+    fn from(r: super::admin::AdminRefusal) -> Self {
+        use super::admin::AdminRefusal;
+        match r {
+            AdminRefusal::KeyMissing => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "admin_key_missing",
+                "send an admin key (auth.admin_keys) as `Authorization: Bearer <key>`",
+            ),
+            AdminRefusal::KeyInvalid => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "admin_key_invalid",
+                "admin key is not accepted",
+            ),
+            AdminRefusal::Disabled => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "stats_disabled",
+                "no admin key is configured (auth.admin_keys): stats answers loopback callers only",
+            ),
+        }
+    }
+}
+
 /// Refusals of `/internal/v1/deliver`; the message says why, never more than the caller sent.
 impl From<Refusal> for ApiError {
     fn from(r: Refusal) -> Self {

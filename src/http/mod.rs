@@ -1,8 +1,10 @@
 //! HTTP surface: the WebSocket upgrade (`ws.rs`), the producer REST API (`api.rs`), the
-//! operations endpoints (`ops.rs`) and the internal node-to-node endpoint (`internal.rs`,
-//! on its own listener). Handlers parse, call one service, and answer; every error leaves
+//! operations endpoints (`ops.rs`, operator access in `admin.rs`) and the internal
+//! node-to-node endpoint (`internal/`, on its own listener). Nothing on the public listener
+//! shows an internal listener address. Handlers parse, call one service, and answer; every error leaves
 //! through [`error::ApiError`].
 
+pub mod admin;
 pub mod api;
 pub mod client;
 pub mod error;
@@ -42,6 +44,8 @@ pub struct Backends {
 pub struct AppState {
     pub node: NodeId,
     pub api_keys: ApiKeys,
+    /// Operator keys for `/api/v1/stats`; empty: loopback callers only (see `admin.rs`).
+    pub admin_keys: ApiKeys,
     pub ingest: Ingest,
     pub hub: HubHandle,
     pub backends: Backends,

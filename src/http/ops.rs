@@ -1,12 +1,16 @@
-//! Operations endpoints: liveness, readiness, stats, and the JSON 404.
+//! Operations endpoints: liveness, readiness, stats (operators only, and without internal
+//! listener addresses), and the JSON 404.
 
 use std::sync::atomic::Ordering;
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Serialize;
 
+use super::admin::check_admin;
 use super::error::ApiError;
 use super::AppState;
+use crate::cluster::NodeInfo;
 use crate::metrics::Counters;
 
 /// `GET /healthz`: the process is alive and answering.
@@ -35,9 +39,30 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-/// `GET /api/v1/stats`: node counters as JSON.
-pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+/// A live peer as the public listener may show it: never its internal listener address.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct PublicPeer<'a> {
+    pub id: &'a str,
+    pub public: &'a str,
+    pub started_ms: u64,
+}
+
+impl<'a> From<&'a NodeInfo> for PublicPeer<'a> {
+    fn from(n: &'a NodeInfo) -> Self {
+        Self {
+            id: n.id.as_str(),
+            public: &n.public,
+            started_ms: n.started_ms,
+        }
+    }
+}
+
+/// `GET /api/v1/stats`: node counters as JSON, for operators (see `admin.rs`).
+pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    check_admin(&req, &state)?;
     let hub = state.hub.stats().await?;
+    let peers = state.backends.live.all();
+    let peers: Vec<PublicPeer> = peers.iter().map(PublicPeer::from).collect();
     let c = &state.counters;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "node": state.node.as_str(),
@@ -45,7 +70,7 @@ pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
         "store": state.backends.store.name(),
         "routes": state.backends.bindings.name(),
         "hub": hub,
-        "peers": state.backends.live.all(),
+        "peers": peers,
         "counters": {
             "accepted": Counters::get(&c.accepted),
             "duplicates": Counters::get(&c.duplicates),
@@ -82,4 +107,25 @@ pub async fn not_found() -> Result<HttpResponse, ApiError> {
         "not_found",
         "no such endpoint",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::NodeId;
+
+    #[test]
+    fn public_peer_view_drops_the_internal_address() {
+        let n = NodeInfo {
+            id: NodeId::parse("n1").unwrap(),
+            internal: "10.0.0.5:8081".into(),
+            public: "0.0.0.0:8080".into(),
+            started_ms: 7,
+        };
+        let v = serde_json::to_value(PublicPeer::from(&n)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"id": "n1", "public": "0.0.0.0:8080", "started_ms": 7})
+        );
+    }
 }

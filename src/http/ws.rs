@@ -13,7 +13,7 @@ use super::error::ApiError;
 use super::{bearer, AppState};
 use crate::actors::session::{Opening, ResumeFrom, WsSession};
 use crate::auth::AuthError;
-use crate::ids::DeviceId;
+use crate::ids::{parse_resume_seq, DeviceId, MAX_SEQ};
 use crate::metrics::Counters;
 
 /// Upgrades an authenticated request to a WebSocket session.
@@ -71,8 +71,11 @@ pub async fn upgrade(
         (None, None) => DeviceId::default_device(),
     };
     let resume = match query.get("since") {
-        Some(s) => ResumeFrom::Since(s.parse().map_err(|_| {
-            ApiError::bad_request("invalid_since", "since: must be a non-negative integer")
+        Some(s) => ResumeFrom::Since(parse_resume_seq(s).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_since",
+                format!("since: must be an integer 0-{MAX_SEQ}"),
+            )
         })?),
         None => ResumeFrom::Cursor,
     };

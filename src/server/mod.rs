@@ -187,6 +187,7 @@ pub async fn start_with_store(
     let state = web::Data::new(AppState {
         node: node.clone(),
         api_keys: ApiKeys::new(&cfg.auth.api_keys),
+        admin_keys: ApiKeys::new(&cfg.auth.admin_keys),
         ingest,
         hub: actors.hub,
         backends: Backends {

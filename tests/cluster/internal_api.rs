@@ -8,26 +8,26 @@ use herald::cluster::sign::{sign, HDR_NODE, HDR_SIG, HDR_TS};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::common::procs::{connect, route_nodes, shared_redis, start_nodes, HeraldProc, SECRET};
+use super::common::procs::{
+    connect, redis_cmd, route_nodes, shared_redis, start_nodes, HeraldProc, SECRET,
+};
 use super::common::{eventually, WAIT};
 use super::{cluster_env, send, unique_prefix};
 
-/// The internal listener address `node` advertises for peer `id`.
-async fn internal_address(node: &HeraldProc, id: &str) -> String {
-    let (_, stats) = node.get("/api/v1/stats").await;
-    stats["peers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["id"] == id)
-        .unwrap()["internal"]
-        .as_str()
-        .unwrap()
-        .to_string()
+/// The internal listener address node `id` advertises in the registry of the cluster that
+/// `env` configures (the public listener never shows it).
+async fn internal_address(env: &[(String, String)], id: &str) -> String {
+    let var = |name: &str| env.iter().find(|(k, _)| k == name).unwrap().1.clone();
+    let key = format!("{}:node:{id}", var("HERALD_ROUTES__KEY_PREFIX"));
+    let reply = redis_cmd(&var("HERALD_ROUTES__REDIS_URL"), &["GET", &key]).await;
+    // A bulk string: `$<len>\r\n<NodeInfo JSON>\r\n`.
+    let json = reply.split("\r\n").nth(1).unwrap_or_default();
+    let info: Value = serde_json::from_str(json).unwrap_or_else(|_| panic!("{key}: {reply:?}"));
+    info["internal"].as_str().unwrap().to_string()
 }
 
 async fn refused_count(node: &HeraldProc) -> u64 {
-    let (_, stats) = node.get("/api/v1/stats").await;
+    let (_, stats) = node.stats().await;
     stats["counters"]["internal_refused"].as_u64().unwrap()
 }
 
@@ -110,7 +110,7 @@ async fn forged_stale_or_replayed_internal_requests_are_rejected() {
     let nodes = start_nodes(&["a", "b"], &env).await;
     let mut ws = connect(&nodes[1], "ivy", "").await;
     let mut other = connect(&nodes[1], "jan", "").await;
-    let internal = internal_address(&nodes[0], "b").await;
+    let internal = internal_address(&env, "b").await;
     let body = forward_body("a", "ivy", "forged");
     let client = awc::Client::default();
     let url = format!("http://{internal}/internal/v1/deliver");
@@ -176,7 +176,7 @@ async fn replay_with_the_signature_in_upper_or_mixed_case_is_refused_and_not_del
     let env = cluster_env(&url, &unique_prefix("case"), &[]);
     let nodes = start_nodes(&["b"], &env).await;
     let mut ws = connect(&nodes[0], "kim", "").await;
-    let internal = internal_address(&nodes[0], "b").await;
+    let internal = internal_address(&env, "b").await;
     let body = forward_body("a", "kim", "once");
     let headers = signed_headers("a", body.as_bytes());
     let sig = headers[2].1.clone();
@@ -221,7 +221,7 @@ async fn requests_declaring_a_huge_body_are_refused_before_it_is_sent() {
     let slow = [("HERALD_CLUSTER__INTERNAL_BODY_TIMEOUT_MS", "60000")];
     let env = cluster_env(&url, &unique_prefix("huge"), &slow);
     let nodes = start_nodes(&["b"], &env).await;
-    let internal = internal_address(&nodes[0], "b").await;
+    let internal = internal_address(&env, "b").await;
     let declared = 60 * 1024 * 1024;
     let start = b"{\"from\":\"a\",";
     let good = signed_headers("a", b"the body that will never come");
@@ -276,7 +276,7 @@ async fn signed_body_over_the_cap_is_refused_with_413_declared_or_streamed() {
     let small = [("HERALD_INGEST__MAX_BODY_BYTES", "1024")];
     let env = cluster_env(&url, &unique_prefix("cap"), &small);
     let nodes = start_nodes(&["b"], &env).await;
-    let internal = internal_address(&nodes[0], "b").await;
+    let internal = internal_address(&env, "b").await;
     let body = bytes::Bytes::from(vec![b'x'; body_cap(1024) + 1]);
     let url = format!("http://{internal}/internal/v1/deliver");
     let client = awc::Client::builder().timeout(WAIT).finish();
@@ -311,7 +311,7 @@ async fn trickled_body_is_refused_with_408_at_the_deadline() {
     let deadline = [("HERALD_CLUSTER__INTERNAL_BODY_TIMEOUT_MS", "600")];
     let env = cluster_env(&url, &unique_prefix("trickle"), &deadline);
     let nodes = start_nodes(&["b"], &env).await;
-    let internal = internal_address(&nodes[0], "b").await;
+    let internal = internal_address(&env, "b").await;
     let body = forward_body("a", "lee", "slow");
     let started = Instant::now();
     let conn = open_post(
@@ -376,11 +376,11 @@ async fn messages_at_the_ingest_limit_cross_nodes_in_batches_under_the_receivers
         assert_eq!(m["payload"].as_str().map(str::len), Some(payload.len()));
     }
     eventually("a counts the five envelopes forwarded", || async {
-        let (_, stats) = nodes[0].get("/api/v1/stats").await;
+        let (_, stats) = nodes[0].stats().await;
         stats["counters"]["forwarded"] == 5
     })
     .await;
-    let (_, stats) = nodes[0].get("/api/v1/stats").await;
+    let (_, stats) = nodes[0].stats().await;
     assert_eq!(stats["counters"]["forward_failures"], 0);
     assert_eq!(refused_count(&nodes[1]).await, 0);
 }

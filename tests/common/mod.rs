@@ -19,15 +19,21 @@ pub mod procs;
 
 pub const SECRET: &str = "test-secret-0123456789abcdef";
 pub const API_KEY: &str = "test-api-key-1";
+/// Operator key of test nodes, for `GET /api/v1/stats`.
+pub const ADMIN_KEY: &str = "test-admin-key-1";
 /// Longest a test waits for any single expected event.
 pub const WAIT: Duration = Duration::from_secs(10);
 
-/// Config for a test node: the shared secret and API key, one worker, plus `overrides`
+/// Config for a test node: the shared secret, API key and admin key, one worker, plus `overrides`
 /// given as `HERALD_SECTION__KEY` pairs.
 pub fn config(overrides: &[(&str, &str)]) -> Config {
     let mut env: BTreeMap<String, String> = BTreeMap::new();
     env.insert("HERALD_AUTH__JWT_SECRET".into(), SECRET.into());
     env.insert("HERALD_AUTH__API_KEYS".into(), format!("[\"{API_KEY}\"]"));
+    env.insert(
+        "HERALD_AUTH__ADMIN_KEYS".into(),
+        format!("[\"{ADMIN_KEY}\"]"),
+    );
     env.insert("HERALD_SERVER__WORKERS".into(), "1".into());
     env.insert("HERALD_SERVER__SHUTDOWN_TIMEOUT_S".into(), "3".into());
     env.insert("HERALD_LOG__LEVEL".into(), "warn".into());
@@ -96,6 +102,11 @@ impl TestNode {
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
         http(&self.url(path), None, Some(API_KEY)).await
+    }
+
+    /// `GET /api/v1/stats` with the admin key.
+    pub async fn stats(&self) -> (u16, Value) {
+        http(&self.url("/api/v1/stats"), None, Some(ADMIN_KEY)).await
     }
 
     /// Posts one message to `to` and returns its id.

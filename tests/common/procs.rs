@@ -128,6 +128,8 @@ pub struct HeraldProc {
 
 pub const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml");
 pub const API_KEY: &str = "dev-api-key-change-me";
+/// The admin key of the repository's config.toml, for `GET /api/v1/stats`.
+pub const ADMIN_KEY: &str = "dev-admin-key-change-me";
 pub const SECRET: &str = "cluster-test-secret-0123456789";
 /// The JWT secret of the repository's config.toml, which node processes load.
 pub const JWT_SECRET: &str = "dev-secret-change-me-0123456789";
@@ -151,7 +153,7 @@ pub async fn start_nodes(names: &[&str], env: &[(String, String)]) -> Vec<Herald
     let nodes: Vec<HeraldProc> = names.iter().map(|n| HeraldProc::start(n, env)).collect();
     for n in &nodes {
         super::eventually(&format!("{} ready with every peer", n.name), || async {
-            let (s, v) = n.get("/api/v1/stats").await;
+            let (s, v) = n.stats().await;
             let (r, _) = http(&format!("{}/readyz", n.base()), None, None).await;
             s == 200 && r == 200 && v["peers"].as_array().map_or(0, |p| p.len()) == names.len()
         })
@@ -238,6 +240,12 @@ impl HeraldProc {
 
     pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
         http(&format!("{}{path}", self.base()), None, Some(API_KEY)).await
+    }
+
+    /// `GET /api/v1/stats` with the admin key.
+    pub async fn stats(&self) -> (u16, serde_json::Value) {
+        let url = format!("{}/api/v1/stats", self.base());
+        http(&url, None, Some(ADMIN_KEY)).await
     }
 
     pub fn signal(&self, sig: &str) {

@@ -51,7 +51,7 @@ pub fn run(args: BenchArgs) -> ExitCode {
         // Before any worker starts: a session opened in between would skew both.
         let pid = setup.args.server_pid;
         let baseline = Baseline {
-            counters: server_counters(&setup.targets).await,
+            counters: server_counters(&setup.targets, setup.admin_key.as_deref()).await,
             rss: pid.and_then(|p| rss_bytes(&p.to_string())),
             cpu: pid.and_then(|p| cpu_secs(&p.to_string())),
         };
@@ -82,11 +82,15 @@ struct Baseline {
     cpu: Option<f64>,
 }
 
-/// The summed `/api/v1/stats` counters of all targets, if every one answers.
-async fn server_counters(targets: &[SocketAddr]) -> Option<BTreeMap<String, u64>> {
+/// The summed `/api/v1/stats` counters of all targets (asked with `admin_key`), if every
+/// one answers.
+async fn server_counters(
+    targets: &[SocketAddr],
+    admin_key: Option<&str>,
+) -> Option<BTreeMap<String, u64>> {
     let mut sum: BTreeMap<String, u64> = BTreeMap::new();
     for t in targets {
-        for (k, v) in publisher::server_counters(*t).await? {
+        for (k, v) in publisher::server_counters(*t, admin_key).await? {
             *sum.entry(k).or_default() += v;
         }
     }
@@ -265,7 +269,8 @@ impl Run {
         if a.mode != Mode::None && a.messages > 0 && report.open_at_publish > 0 {
             first_send_us = self.publish_and_drain(&mut report, timeout).await;
         }
-        let counters_after = server_counters(&self.setup.targets).await;
+        let counters_after =
+            server_counters(&self.setup.targets, self.setup.admin_key.as_deref()).await;
         if let (Some(b), Some(after)) = (&baseline.counters, counters_after) {
             report.server_counters = Some(counter_delta(b, &after));
         }

@@ -46,7 +46,7 @@
 //! | `--payload-bytes 0` | padding per payload |
 //! | `--server-pid`, `--idle-secs 0` | measure the server's RSS (and CPU), after idling this long |
 //! | `--timeout-secs 60`, `--drain-secs 3` | limit of every phase; quiet time that ends the drain |
-//! | `--jwt-secret`, `--api-key`, `-c/--config` | dev defaults of `config.toml`, or both from a config |
+//! | `--jwt-secret`, `--api-key`, `--admin-key`, `-c/--config` | dev defaults of `config.toml`, or all from a config (its first API and admin key) |
 //!
 //! # Output
 //!
@@ -69,7 +69,8 @@
 //!   `stored_latency_ms` (send -> the frame's `ts`), `worker_loop_lag_ms` (when high, the
 //!   bench itself was short of CPU), each as `{count,p50,p90,p99,p999,max,mean}`;
 //! - CPU: `server_cpu_publish_secs`, `publisher_cpu_secs`, `worker_cpu_secs`;
-//! - `server_counters`: delta of the targets' `/api/v1/stats` counters; `elapsed_secs`.
+//! - `server_counters`: delta of the targets' `/api/v1/stats` counters (read with
+//!   `--admin-key`; absent when a target refuses it); `elapsed_secs`.
 //!
 //! The exit code is 0 when a report was printed with at least one connection, 1 otherwise,
 //! 2 for bad flags.
@@ -104,6 +105,8 @@ pub use histogram::Histogram;
 pub const DEFAULT_JWT_SECRET: &str = "dev-secret-change-me-0123456789";
 /// Default producer API key: the one in the repository's `config.toml`.
 pub const DEFAULT_API_KEY: &str = "dev-api-key-change-me";
+/// Default operator key (for the targets' `/api/v1/stats`): the one in `config.toml`.
+pub const DEFAULT_ADMIN_KEY: &str = "dev-admin-key-change-me";
 /// Environment variable that carries the JWT secret to workers (kept out of `ps` output).
 /// Deliberately not `HERALD_*`: those are config overrides.
 pub const WORKER_SECRET_ENV: &str = "BENCH_WORKER_JWT_SECRET";
@@ -183,7 +186,12 @@ pub struct BenchArgs {
     /// Producer API key (ignored with --config, which supplies its first key).
     #[arg(long, default_value = DEFAULT_API_KEY)]
     pub api_key: String,
-    /// Read the token key and API key from a Herald config file instead.
+    /// Operator key for the targets' `/api/v1/stats` counters; empty sends none (a node
+    /// without `auth.admin_keys` answers loopback callers). Ignored with --config, which
+    /// supplies its first admin key, or none.
+    #[arg(long, default_value = DEFAULT_ADMIN_KEY)]
+    pub admin_key: String,
+    /// Read the token key, API key and admin key from a Herald config file instead.
     #[arg(long, short)]
     pub config: Option<PathBuf>,
 }

@@ -239,8 +239,12 @@ pub async fn publish(plan: Arc<Plan>, live: Arc<Live>) -> Outcome {
     total
 }
 
-/// The `counters` object of `GET /api/v1/stats` on `target`, if it answers.
-pub async fn server_counters(target: SocketAddr) -> Option<BTreeMap<String, u64>> {
+/// The `counters` object of `GET /api/v1/stats` on `target`, if it answers; `admin_key`
+/// is sent as the bearer (a node without admin keys answers loopback callers without one).
+pub async fn server_counters(
+    target: SocketAddr,
+    admin_key: Option<&str>,
+) -> Option<BTreeMap<String, u64>> {
     #[derive(Deserialize)]
     struct Stats {
         counters: BTreeMap<String, u64>,
@@ -248,7 +252,7 @@ pub async fn server_counters(target: SocketAddr) -> Option<BTreeMap<String, u64>
     let mut client = Client::new(target);
     let answer = tokio::time::timeout(
         Duration::from_secs(5),
-        client.request("GET", "/api/v1/stats", None, b""),
+        client.request("GET", "/api/v1/stats", admin_key, b""),
     )
     .await
     .ok()?

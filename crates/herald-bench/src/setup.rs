@@ -1,5 +1,5 @@
 //! Checking and resolving the flags of `herald-bench run` before anything starts: loopback
-//! targets, ids, token key and API key (from flags or a Herald config), source addresses
+//! targets, ids, token key, API key and admin key (from flags or a Herald config), source addresses
 //! and the run id. Bad input is reported here as one line, with exit code 2.
 
 use std::net::SocketAddr;
@@ -20,6 +20,8 @@ pub struct Setup {
     pub args: BenchArgs,
     pub targets: Vec<SocketAddr>,
     pub api_key: String,
+    /// Operator key for the targets' stats, if any.
+    pub admin_key: Option<String>,
     /// How workers get the token key: a config path or the secret in their environment.
     pub worker_auth: WorkerAuth,
     pub source_addrs: u8,
@@ -56,7 +58,7 @@ pub fn setup(args: BenchArgs) -> Result<Setup, String> {
     UserId::parse(&last_user)
         .map_err(|e| format!("--user-prefix gives user `{last_user}`: {e}"))?;
     DeviceId::parse(&args.device).map_err(|e| format!("--device: {e}"))?;
-    let (auth, api_key, worker_auth) = match &args.config {
+    let (auth, api_key, admin_key, worker_auth) = match &args.config {
         Some(path) => {
             let cfg = Config::load(Some(path)).map_err(|e| e.to_string())?;
             let key = cfg
@@ -65,7 +67,8 @@ pub fn setup(args: BenchArgs) -> Result<Setup, String> {
                 .first()
                 .cloned()
                 .ok_or_else(|| format!("{} has no auth.api_keys", path.display()))?;
-            (cfg.auth, key, WorkerAuth::Config(path.clone()))
+            let admin = cfg.auth.admin_keys.first().cloned();
+            (cfg.auth, key, admin, WorkerAuth::Config(path.clone()))
         }
         None => (
             AuthConfig {
@@ -73,6 +76,7 @@ pub fn setup(args: BenchArgs) -> Result<Setup, String> {
                 ..Default::default()
             },
             args.api_key.clone(),
+            Some(args.admin_key.clone()).filter(|k| !k.is_empty()),
             WorkerAuth::Secret(args.jwt_secret.clone()),
         ),
     };
@@ -95,6 +99,7 @@ pub fn setup(args: BenchArgs) -> Result<Setup, String> {
     Ok(Setup {
         targets,
         api_key,
+        admin_key,
         worker_auth,
         source_addrs,
         // Distinct per run, so replays of earlier runs' messages are recognised as stale.
@@ -141,6 +146,8 @@ mod tests {
         );
         assert_eq!(s.source_addrs, 1);
         assert!(matches!(s.worker_auth, WorkerAuth::Secret(_)));
+        assert_eq!(s.admin_key.as_deref(), Some(crate::DEFAULT_ADMIN_KEY));
+        assert_eq!(check(&["--admin-key", ""]).unwrap().admin_key, None);
         assert_eq!(check(&["--conns", "45000"]).unwrap().source_addrs, 3);
         assert_eq!(check(&["--source-addrs", "9"]).unwrap().source_addrs, 9);
     }

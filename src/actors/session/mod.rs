@@ -246,7 +246,7 @@ impl WsSession {
         if self.last_heard.elapsed() > self.deps.cfg.heartbeat_timeout() {
             Counters::add(&self.deps.counters.heartbeat_timeouts, 1);
             self.close(CloseReason::HeartbeatTimeout, ctx);
-        } else if now_s() > self.expires_at + self.deps.verifier.leeway_s {
+        } else if self.deps.verifier.expired(self.expires_at, now_s()) {
             self.close(CloseReason::AuthExpired, ctx);
         } else {
             self.out.push(Out::Ping);
@@ -292,7 +292,7 @@ impl Actor for WsSession {
         ctx.run_interval(tick, move |act, ctx| {
             since_ping += tick;
             if act.last_heard.elapsed() > act.deps.cfg.heartbeat_timeout()
-                || now_s() > act.expires_at + act.deps.verifier.leeway_s
+                || act.deps.verifier.expired(act.expires_at, now_s())
                 || since_ping >= act.deps.cfg.heartbeat()
             {
                 since_ping = Duration::ZERO;

@@ -107,9 +107,14 @@ impl MessageStore for MemoryStore {
                 ..Page::default()
             });
         };
-        let first_retained = log.entries.front().map_or(log.last_seq + 1, |e| e.seq);
-        // Entries are in seq order with no holes, so the start index is arithmetic.
-        let skip = (after + 1).saturating_sub(first_retained) as usize;
+        let first_retained = log
+            .entries
+            .front()
+            .map_or(log.last_seq.saturating_add(1), |e| e.seq);
+        // Entries are in seq order with no holes, so the start index is arithmetic. `after`
+        // is the caller's (`?since=`): saturating, so 2^64-1 reads nothing, not everything.
+        let skip = usize::try_from(after.saturating_add(1).saturating_sub(first_retained))
+            .unwrap_or(usize::MAX);
         let mut rest = log.entries.iter().skip(skip);
         let messages: Vec<(Seq, Frame)> = rest
             .by_ref()
@@ -240,6 +245,19 @@ mod tests {
         );
         let p = s.read(&u("a"), 3, 1).await.unwrap();
         assert_eq!(p.messages.iter().map(|m| m.0).collect::<Vec<_>>(), vec![4]);
+    }
+
+    #[actix_rt::test]
+    async fn read_after_the_largest_seq_returns_nothing_instead_of_wrapping_to_all() {
+        let s = store(10);
+        s.append(vec![msg(&["a"], None, 60), msg(&["a"], None, 60)])
+            .await
+            .unwrap();
+        for after in [2, 3, u64::MAX - 1, u64::MAX] {
+            let p = s.read(&u("a"), after, 10).await.unwrap();
+            assert!(p.messages.is_empty(), "after {after}: {:?}", p.messages);
+            assert_eq!(p.last_seq, 2);
+        }
     }
 
     #[actix_rt::test]
