@@ -45,6 +45,10 @@ pub struct Counters {
     pub sessions_refused_per_user: AtomicU64,
     /// Producer requests refused with 429 `rate_limited` (per API key).
     pub requests_rate_limited: AtomicU64,
+    /// Messages refused with 413 `fanout_too_large` (payload x recipients over budget).
+    pub fanout_refused: AtomicU64,
+    /// Messages refused with 400 `payload_too_deep`.
+    pub payload_too_deep: AtomicU64,
     /// Producer requests whose body did not arrive within `ingest.body_timeout_ms` (408).
     pub body_timeouts: AtomicU64,
     /// Requests refused with 429 because of the hub backlog.

@@ -198,6 +198,8 @@ async fn post_whose_payload_times_recipients_is_over_the_fanout_budget_is_413_an
     let (s, v) = node.post("/api/v1/messages", &body).await;
     assert_eq!(s, 413, "{v}");
     assert_eq!(v["error"]["code"], "fanout_too_large", "{v}");
+    let (_, stats) = node.stats().await;
+    assert_eq!(stats["counters"]["fanout_refused"], 1, "{stats}");
     let grown = rss_kib(node.pid()).saturating_sub(before);
     eprintln!("fanout: node RSS +{grown} KiB");
     assert!(grown < 16 * 1024, "node grew {grown} KiB");

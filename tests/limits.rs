@@ -170,3 +170,29 @@ async fn a_trickled_request_body_is_408_at_the_deadline() {
     assert_eq!(stats["counters"]["accepted"], 0);
     still_delivers(&node, "tia").await;
 }
+
+#[actix_rt::test]
+async fn a_deeply_nested_payload_is_400_and_ten_thousand_recipients_with_repeats_are_one_each() {
+    let node = start_node(&[]).await;
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let body = format!(r#"{{"to":"dee","payload":{deep}}}"#);
+    let (s, v) = node.post("/api/v1/messages", &body).await;
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(v["error"]["code"], "payload_too_deep", "{v}");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("ingest.max_payload_depth"));
+    // 10 000 recipients, each named twice: deduplicated in linear time to 5 000.
+    let users: Vec<String> = (0..10_000).map(|i| format!("r{}", i % 5000)).collect();
+    let body = json!({"to": users, "payload": 1}).to_string();
+    let (s, v) = node.post("/api/v1/messages", &body).await;
+    assert_eq!(s, 202, "{v}");
+    assert_eq!(v["recipients"], 5000);
+    let (_, stats) = node.stats().await;
+    assert_eq!(
+        stats["counters"]["accepted"], 1,
+        "the nested one was not stored"
+    );
+    assert_eq!(stats["counters"]["payload_too_deep"], 1);
+}

@@ -208,6 +208,10 @@ impl Verifier {
 }
 
 #[cfg(test)]
+#[path = "sign_fuzz.rs"]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -92,6 +92,8 @@ pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
             "sessions_refused_per_user": Counters::get(&c.sessions_refused_per_user),
             "requests_rate_limited": Counters::get(&c.requests_rate_limited),
             "body_timeouts": Counters::get(&c.body_timeouts),
+            "fanout_refused": Counters::get(&c.fanout_refused),
+            "payload_too_deep": Counters::get(&c.payload_too_deep),
             "position_catchups": Counters::get(&c.position_catchups),
             "position_check_errors": Counters::get(&c.position_check_errors),
             "peers_resolved": Counters::get(&c.peers_resolved),

@@ -149,7 +149,7 @@ impl Ingest {
 
     /// Validates, stores and dispatches one message body.
     pub async fn one(&self, key: usize, body: &str) -> Result<Accepted, IngestError> {
-        let msg = validate::message(body, &self.cfg)?;
+        let msg = validate::message(body, &self.cfg).inspect_err(|e| self.count_refused(e))?;
         let setting = "ingest.key_messages_per_s";
         self.rate(&self.key_messages, key, 1, "messages", setting)?;
         let mut accepted = self.appender.append(vec![msg]).await?;
@@ -174,7 +174,7 @@ impl Ingest {
         let mut slots: Vec<Result<(), IngestError>> = Vec::with_capacity(batch.messages.len());
         let mut valid = Vec::new();
         for (i, raw) in batch.messages.iter().enumerate() {
-            match validate::message(raw.get(), &self.cfg) {
+            match validate::message(raw.get(), &self.cfg).inspect_err(|e| self.count_refused(e)) {
                 Ok(m) => {
                     slots.push(Ok(()));
                     valid.push(m);
@@ -192,6 +192,7 @@ impl Ingest {
             sum.saturating_add(validate::fanout_bytes(m.payload.get().len(), &m.target))
         });
         if cost > self.cfg.max_fanout_bytes {
+            Counters::add(&self.counters.fanout_refused, 1);
             return Err(IngestError::TooLarge(format!(
                 "the batch's payload bytes x recipients total {cost}, over {} \
                  (ingest.max_fanout_bytes); split it into smaller batches",
@@ -218,6 +219,18 @@ impl Ingest {
             .into_iter()
             .map(|slot| slot.and_then(|()| answers.next().ok_or_else(short_answer)))
             .collect())
+    }
+
+    /// Counts refusals that a limit (not a malformed field) caused.
+    fn count_refused(&self, e: &IngestError) {
+        match e {
+            IngestError::TooLarge(_) => Counters::add(&self.counters.fanout_refused, 1),
+            IngestError::Invalid {
+                code: "payload_too_deep",
+                ..
+            } => Counters::add(&self.counters.payload_too_deep, 1),
+            _ => {}
+        }
     }
 
     /// Counts what the store accepted and hands it to dispatch.

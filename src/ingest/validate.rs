@@ -141,10 +141,10 @@ pub fn message(raw: &str, cfg: &IngestConfig) -> Result<NewMessage, IngestError>
     }
     let depth = json_depth(m.payload.get());
     if depth > cfg.max_payload_depth {
-        return Err(invalid(
-            "payload",
+        return Err(IngestError::invalid(
+            "payload_too_deep",
             format!(
-                "nested {depth} levels deep; at most {} (ingest.max_payload_depth)",
+                "payload: nested {depth} levels deep; at most {} (ingest.max_payload_depth)",
                 cfg.max_payload_depth
             ),
         ));
