@@ -22,6 +22,24 @@ pub async fn upgrade(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    admit_node(&state)?;
+    state.clients.admit_connect(&req, &state.counters)?;
+    let opening = opening(&req, &state)?;
+    // The session reads the client's frames itself (see `session::inbound`): actix-ws gets
+    // an empty payload and only builds the handshake response and the sink.
+    let payload = body.into_inner();
+    let empty = web::Payload::from_request(&req, &mut Payload::None)
+        .await
+        .map_err(|e| ApiError::bad_request("not_websocket", e.to_string()))?;
+    let (response, sink, _unused) = actix_ws::handle(&req, empty).map_err(|e| {
+        ApiError::bad_request("not_websocket", format!("websocket handshake failed: {e}"))
+    })?;
+    WsSession::start(opening, state.session.clone(), sink, payload);
+    Ok(response)
+}
+
+/// Refuses every new session while the node drains or holds `server.max_sessions`.
+fn admit_node(state: &AppState) -> Result<(), ApiError> {
     if state.draining.load(Ordering::Relaxed) {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -48,13 +66,17 @@ pub async fn upgrade(
             "this node holds its maximum number of sessions; connect to another node",
         ));
     }
-    state.clients.admit_connect(&req, &state.counters)?;
+    Ok(())
+}
+
+/// Who the request is (token), which device, where it resumes, and its user's session slot.
+fn opening(req: &HttpRequest, state: &AppState) -> Result<Opening, ApiError> {
     let query = web::Query::<HashMap<String, String>>::from_query(req.query_string())
         .map_err(|_| ApiError::bad_request("bad_query", "query string is not valid"))?;
     let token = query
         .get("token")
         .map(String::as_str)
-        .or_else(|| bearer(&req))
+        .or_else(|| bearer(req))
         .ok_or(AuthError::Missing)?;
     let identity = state.session.verifier.verify(token)?;
     let device = match (query.get("device"), identity.device) {
@@ -82,22 +104,11 @@ pub async fn upgrade(
     let slot = state
         .clients
         .session_slot(&identity.user, &state.counters)?;
-    // The session reads the client's frames itself (see `session::inbound`): actix-ws gets
-    // an empty payload and only builds the handshake response and the sink.
-    let payload = body.into_inner();
-    let empty = web::Payload::from_request(&req, &mut Payload::None)
-        .await
-        .map_err(|e| ApiError::bad_request("not_websocket", e.to_string()))?;
-    let (response, sink, _unused) = actix_ws::handle(&req, empty).map_err(|e| {
-        ApiError::bad_request("not_websocket", format!("websocket handshake failed: {e}"))
-    })?;
-    let opening = Opening {
+    Ok(Opening {
         user: identity.user,
         device,
         expires_at: identity.expires_at,
         resume,
         slot,
-    };
-    WsSession::start(opening, state.session.clone(), sink, payload);
-    Ok(response)
+    })
 }

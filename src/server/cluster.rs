@@ -12,6 +12,7 @@ use tracing::{info, warn};
 
 use super::{Actors, StartError};
 use crate::actors::dispatch::{ClusterLink, DispatchHandle};
+use crate::actors::hub::HubHandle;
 use crate::actors::keeper::Keeper;
 use crate::actors::peer::{PeerDeps, PeerSet};
 use crate::bindings::redis::RedisBindings;
@@ -78,6 +79,31 @@ impl ClusterParts {
     }
 }
 
+/// The internal listener's server (one worker; the node's own signals stop it).
+fn internal_server(
+    cfg: &Arc<Config>,
+    listener: TcpListener,
+    hub: &HubHandle,
+    counters: &Arc<Counters>,
+) -> Result<actix_web::dev::Server, StartError> {
+    let state = web::Data::new(Arc::new(InternalState::new(
+        cfg,
+        hub.clone(),
+        counters.clone(),
+    )));
+    Ok(HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .configure(internal::configure)
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(cfg.server.shutdown_timeout_s)
+    .listen(listener)
+    .map_err(StartError::Listen)?
+    .run())
+}
+
 /// Step 4: binds the internal listener and starts everything that talks to other nodes.
 pub(super) fn start(
     cfg: &Arc<Config>,
@@ -136,22 +162,7 @@ pub(super) fn start(
         live: live.clone(),
     });
     actors.arbiter.spawn_fn(move || keeper.spawn());
-    let state = web::Data::new(Arc::new(InternalState::new(
-        cfg,
-        actors.hub.clone(),
-        counters.clone(),
-    )));
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(state.clone())
-            .configure(internal::configure)
-    })
-    .workers(1)
-    .disable_signals()
-    .shutdown_timeout(cfg.server.shutdown_timeout_s)
-    .listen(listener)
-    .map_err(StartError::Listen)?
-    .run();
+    let server = internal_server(cfg, listener, &actors.hub, counters)?;
     info!(node = %node, internal = %internal_addr, "internal listener up");
     let parts = ClusterParts {
         membership,

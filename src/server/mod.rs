@@ -159,11 +159,6 @@ pub async fn start_with_store(
             (dispatch, Some(parts))
         }
     };
-    // Group commit runs on the system's own arbiter; the embedded store needs none.
-    let appender = match cfg.store.backend {
-        StoreBackend::Memory => Appender::Direct(store.clone()),
-        StoreBackend::Mongo => Appender::batched(store.clone()),
-    };
     let session = Arc::new(SessionDeps {
         node: node.clone(),
         cfg: cfg.session.clone(),
@@ -177,13 +172,7 @@ pub async fn start_with_store(
         let timeout = Duration::from_millis(cfg.cluster.forward_timeout_ms);
         PeerAsk::new(node.clone(), &cfg.cluster.secret, timeout)
     });
-    let ingest = Ingest::new(
-        cfg.ingest.clone(),
-        appender,
-        actors.hub.clone(),
-        dispatch,
-        counters.clone(),
-    );
+    let ingest = ingest(&cfg, &store, &actors.hub, dispatch, &counters);
     let state = web::Data::new(AppState {
         node: node.clone(),
         api_keys: ApiKeys::new(&cfg.auth.api_keys),
@@ -218,6 +207,28 @@ pub async fn start_with_store(
         arbiter: actors.arbiter,
         cluster,
     })
+}
+
+/// The ingestion service; with MongoDB, appends go through group commit (on the system's
+/// own arbiter), the embedded store needs none.
+fn ingest(
+    cfg: &Config,
+    store: &Arc<dyn MessageStore>,
+    hub: &HubHandle,
+    dispatch: DispatchHandle,
+    counters: &Arc<Counters>,
+) -> Ingest {
+    let appender = match cfg.store.backend {
+        StoreBackend::Memory => Appender::Direct(store.clone()),
+        StoreBackend::Mongo => Appender::batched(store.clone()),
+    };
+    Ingest::new(
+        cfg.ingest.clone(),
+        appender,
+        hub.clone(),
+        dispatch,
+        counters.clone(),
+    )
 }
 
 /// Step 5: the public listener with every public route.

@@ -14,10 +14,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::fleet;
-use super::histogram::Histogram;
-use super::protocol::{merge_reasons, Progress, WorkerEvent, FINISH};
+use super::protocol::{Progress, WorkerEvent, FINISH};
 use super::publisher::{self, Live, Plan};
-use super::report::{counter_delta, per, r3, LatencyMs, Report};
+use super::report::{counter_delta, merge_summaries, per, r3, Report};
 use super::setup::{setup, Setup};
 use super::sys::{cpu_secs, rss_bytes};
 use super::{BenchArgs, Mode};
@@ -278,7 +277,7 @@ impl Run {
         // Finish: workers ack, close and send summaries.
         self.phase = "finish";
         self.finish(timeout).await;
-        self.merge_summaries(&mut report, first_send_us);
+        merge_summaries(&mut report, &self.workers, first_send_us);
         report.elapsed_secs = r3(self.started.elapsed().as_secs_f64());
         report
     }
@@ -373,49 +372,6 @@ impl Run {
             }
             let _ = tokio::time::timeout(Duration::from_secs(5), w.child.wait()).await;
         }
-    }
-
-    fn merge_summaries(&self, report: &mut Report, first_send_us: u64) {
-        let mut latency = Histogram::new();
-        let mut stored = Histogram::new();
-        let mut lag = Histogram::new();
-        let mut last_recv_us = 0;
-        let mut client_rss = 0;
-        for w in &self.workers {
-            let Some(s) = &w.summary else {
-                // Crashed or killed: its last progress is all that is known.
-                report.received += w.latest.received;
-                continue;
-            };
-            report.received += s.progress.received;
-            report.stale += s.stale;
-            report.out_of_order += s.out_of_order;
-            merge_reasons(&mut report.connect_errors, &s.connect_errors);
-            merge_reasons(&mut report.disconnects, &s.disconnects);
-            last_recv_us = last_recv_us.max(s.last_recv_us);
-            client_rss += s.rss_bytes;
-            report.worker_cpu_secs += s.cpu_secs;
-            latency.merge(&s.latency);
-            stored.merge(&s.stored_latency);
-            lag.merge(&s.loop_lag);
-        }
-        // Includes the connections of a worker that never started or crashed.
-        report.connect_failed = report.conns.saturating_sub(report.connected);
-        report.client_rss_per_conn_kb = per(client_rss as f64 / 1024.0, report.connected as f64);
-        report.loss = report.expected as i64 - report.received as i64;
-        report.loss_pct = if report.expected > 0 {
-            r3(100.0 * report.loss as f64 / report.expected as f64)
-        } else {
-            0.0
-        };
-        if first_send_us > 0 && last_recv_us > first_send_us {
-            let secs = (last_recv_us - first_send_us) as f64 / 1e6;
-            report.deliveries_per_sec = per(report.received as f64, secs);
-        }
-        report.latency_ms = LatencyMs::from(&latency);
-        report.stored_latency_ms = LatencyMs::from(&stored);
-        report.worker_loop_lag_ms = LatencyMs::from(&lag);
-        report.worker_cpu_secs = r3(report.worker_cpu_secs);
     }
 }
 
