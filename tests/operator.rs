@@ -45,6 +45,12 @@ fn serve_until_exit(cmd: &mut Command) -> (Option<i32>, String) {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
+    let err = stderr_of(&mut child);
+    (status.and_then(|s| s.code()), err)
+}
+
+/// Everything the child wrote on its (piped) stderr.
+fn stderr_of(child: &mut std::process::Child) -> String {
     let mut err = String::new();
     child
         .stderr
@@ -52,7 +58,7 @@ fn serve_until_exit(cmd: &mut Command) -> (Option<i32>, String) {
         .unwrap()
         .read_to_string(&mut err)
         .unwrap();
-    (status.and_then(|s| s.code()), err)
+    err
 }
 
 /// Starts `herald serve` on all interfaces at a free port, checks it answers `/healthz`,
@@ -72,13 +78,7 @@ async fn serve_on_all_interfaces(cmd: &mut Command) -> String {
         .is_err()
     {
         if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
+            let err = stderr_of(&mut child);
             panic!("herald exited with {status}: {err}");
         }
         assert!(
@@ -90,14 +90,7 @@ async fn serve_on_all_interfaces(cmd: &mut Command) -> String {
     assert_eq!(http(&url, None, None).await.0, 200);
     let _ = child.kill();
     let _ = child.wait();
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    err
+    stderr_of(&mut child)
 }
 
 #[actix_rt::test]

@@ -33,7 +33,7 @@ use std::sync::Arc;
 
 use bytestring::ByteString;
 use futures_util::{StreamExt, TryStreamExt};
-use mongodb::bson::{doc, RawDocumentBuf};
+use mongodb::bson::doc;
 use mongodb::options::ReturnDocument;
 
 use super::error::{is_duplicate_key, MongoError};
@@ -160,15 +160,7 @@ impl MongoStore {
         }
         let op = "read stored copies";
         let ids: Vec<&str> = owner.keys().map(String::as_str).collect();
-        let found: Vec<RawDocumentBuf> = call(self.op_timeout, op, || async {
-            self.messages
-                .find(doc! {"_id": {"$in": &ids}})
-                .projection(doc! {"seq": 1, "frame": 1})
-                .await?
-                .try_collect()
-                .await
-        })
-        .await?;
+        let found = self.find_copies(&ids).await?;
         for d in &found {
             let (Ok(id), Ok(frame)) = (d.get_str("_id"), d.get_str("frame")) else {
                 return Err(MongoError::reply(op, "copy without _id or frame"));

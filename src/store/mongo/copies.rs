@@ -150,6 +150,22 @@ impl MongoStore {
         Ok(())
     }
 
+    /// The stored copies with these `_id`s (their seq and frame), in one query.
+    pub(super) async fn find_copies(
+        &self,
+        ids: &[&str],
+    ) -> Result<Vec<RawDocumentBuf>, MongoError> {
+        call(self.op_timeout, "read stored copies", || async {
+            self.messages
+                .find(doc! {"_id": {"$in": ids}})
+                .projection(doc! {"seq": 1, "frame": 1})
+                .await?
+                .try_collect()
+                .await
+        })
+        .await
+    }
+
     /// When a broadcast marker written now may go: with the claims written in step 1.
     fn marker_expiry(&self) -> DateTime {
         DateTime::from_millis(to_i64(now_ms().saturating_add(self.idempotency_window_ms)))
@@ -189,15 +205,7 @@ impl MongoStore {
             .iter()
             .filter_map(|&k| copies[k].get_str("_id").ok())
             .collect();
-        let stored: Vec<RawDocumentBuf> = call(self.op_timeout, op, || async {
-            self.messages
-                .find(doc! {"_id": {"$in": &ids}})
-                .projection(doc! {"seq": 1, "frame": 1})
-                .await?
-                .try_collect()
-                .await
-        })
-        .await?;
+        let stored = self.find_copies(&ids).await?;
         let mut by_id: HashMap<&str, (Seq, &str)> = HashMap::with_capacity(stored.len());
         for d in &stored {
             let (Ok(id), Ok(frame)) = (d.get_str("_id"), d.get_str("frame")) else {
