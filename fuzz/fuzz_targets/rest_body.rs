@@ -35,6 +35,29 @@ fn value_depth(v: &Value) -> usize {
     }
 }
 
+/// Whether JSON text has a `\uXXXX` escape of a UTF-16 surrogate (paired or not): the one
+/// thing valid JSON may have that serde_json will not decode.
+fn escapes_a_surrogate(json: &str) -> bool {
+    let b = json.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'\\' {
+            i += 1;
+        } else if b.get(i + 1) == Some(&b'u') {
+            let unit = json
+                .get(i + 2..i + 6)
+                .and_then(|h| u16::from_str_radix(h, 16).ok());
+            if unit.is_some_and(|u| (0xD800..=0xDFFF).contains(&u)) {
+                return true;
+            }
+            i += 6;
+        } else {
+            i += 2;
+        }
+    }
+    false
+}
+
 fn tight() -> IngestConfig {
     IngestConfig {
         max_recipients: 3,
@@ -64,7 +87,7 @@ fn check(text: &str, cfg: &IngestConfig) {
     let parsed = match serde_json::from_str::<Value>(payload) {
         Ok(v) => Some(v),
         Err(e) => {
-            assert!(e.to_string().contains("surrogate"), "{e}: {payload:?}");
+            assert!(escapes_a_surrogate(payload), "{e}: {payload:?}");
             None
         }
     };
