@@ -55,8 +55,9 @@ for target in "${TARGETS[@]}"; do
 	printf '\n==> %s for %ss\n' "$target" "$SECONDS_PER_TARGET"
 	# The growing corpus first (new inputs are written there), then the committed seeds.
 	mkdir -p "corpus/$target"
+	dict=()
+	[[ -s dict/$target.dict ]] && dict=(-dict="$PWD/dict/$target.dict")
 	cargo "+$TOOLCHAIN" fuzz run "$target" "$PWD/corpus/$target" "$PWD/seeds/$target" -- \
-		-dict="$PWD/dict/$target.dict" -max_total_time="$SECONDS_PER_TARGET" \
-		-print_final_stats=1 "${parallel[@]}"
+		-max_total_time="$SECONDS_PER_TARGET" -print_final_stats=1 "${dict[@]}" "${parallel[@]}"
 done
 printf '\nfuzz.sh: no crash in %s\n' "${TARGETS[*]}"
