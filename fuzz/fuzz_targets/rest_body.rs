@@ -80,9 +80,10 @@ fn check(text: &str, cfg: &IngestConfig) {
         text.contains(payload),
         "payload {payload:?} not in {text:?}"
     );
-    // Valid JSON as the contract has it ("any JSON value"): RFC 8259's grammar, which lets a
-    // string escape a lone UTF-16 surrogate (`"\ude00"`). serde_json refuses those only when
-    // it decodes a string, so the checks that need a decoded value skip such payloads.
+    // Valid JSON as the contract has it ("any JSON value"). RFC 8259's grammar lets a string
+    // escape a lone UTF-16 surrogate (`"\ude00"`), which serde_json refuses to decode; the
+    // node now refuses such payloads (400), so an accepted one must decode, and the fallback
+    // below only guards the check itself.
     serde_json::from_str::<IgnoredAny>(payload).expect("accepted payload is JSON");
     let parsed = match serde_json::from_str::<Value>(payload) {
         Ok(v) => Some(v),

@@ -139,6 +139,12 @@ pub fn message(raw: &str, cfg: &IngestConfig) -> Result<NewMessage, IngestError>
             ));
         }
     }
+    if has_lone_surrogate(m.payload.get()) {
+        return Err(invalid(
+            "payload",
+            "a \\uXXXX escape is half of a UTF-16 surrogate pair; many JSON decoders refuse it",
+        ));
+    }
     let depth = json_depth(m.payload.get());
     if depth > cfg.max_payload_depth {
         return Err(IngestError::invalid(
@@ -175,6 +181,41 @@ pub fn fanout_bytes(payload_len: usize, target: &Target) -> usize {
             .saturating_mul(users.len()),
         Target::Broadcast => 0,
     }
+}
+
+/// Whether valid JSON `raw` has a `\uXXXX` escape of a UTF-16 surrogate that is not part of a
+/// high-low pair. The JSON grammar allows it, but it is no character: serde_json and others
+/// refuse to decode the whole document, so a device could not read the message.
+pub fn has_lone_surrogate(raw: &str) -> bool {
+    let unit = |at: usize| -> Option<u16> {
+        let b = raw.as_bytes();
+        if b.get(at) != Some(&b'\\') || b.get(at + 1) != Some(&b'u') {
+            return None;
+        }
+        raw.get(at + 2..at + 6)
+            .and_then(|h| u16::from_str_radix(h, 16).ok())
+    };
+    let b = raw.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        match unit(i) {
+            Some(0xD800..=0xDBFF) => {
+                if !matches!(unit(i + 6), Some(0xDC00..=0xDFFF)) {
+                    return true;
+                }
+                i += 12;
+            }
+            Some(0xDC00..=0xDFFF) => return true,
+            Some(_) => i += 6,
+            // Any other escape is two bytes (`\\` included).
+            None => i += 2,
+        }
+    }
+    false
 }
 
 /// How deeply arrays and objects nest in valid JSON `raw` (0 for a scalar).
@@ -271,6 +312,27 @@ mod tests {
     }
 
     #[test]
+    fn lone_surrogate_escapes_are_refused_and_pairs_and_escaped_backslashes_are_not() {
+        assert!(has_lone_surrogate(r#""\ude00""#));
+        assert!(has_lone_surrogate(r#""\ud83d""#));
+        assert!(has_lone_surrogate(r#""\ud83d\u0041""#));
+        assert!(has_lone_surrogate(r#"["\ud83d","\ude00"]"#));
+        assert!(
+            !has_lone_surrogate(r#""\ud83d\ude00""#),
+            "a pair is one character"
+        );
+        assert!(
+            !has_lone_surrogate(r#""\\ude00""#),
+            "an escaped backslash, then text"
+        );
+        assert!(!has_lone_surrogate(r#""\u00e9 \n \"q\"""#));
+        assert_eq!(
+            refused(r#"{"to":["c"],"payload":"\ude00"}"#).1,
+            "payload: a \\uXXXX escape is half of a UTF-16 surrogate pair; many JSON decoders refuse it"
+        );
+    }
+
+    #[test]
     fn nesting_depth_counts_arrays_and_objects_but_not_brackets_inside_strings() {
         assert_eq!(json_depth("1"), 0);
         assert_eq!(json_depth(r#"{"a":[1,{"b":2}]}"#), 3);
@@ -336,6 +398,10 @@ mod tests {
                 let cfg = cfg();
                 if let Ok(m) = message(&body, &cfg) {
                     prop_assert!(json_depth(m.payload.get()) <= cfg.max_payload_depth);
+                    prop_assert!(
+                        serde_json::from_str::<serde_json::Value>(m.payload.get()).is_ok(),
+                        "an accepted payload decodes"
+                    );
                     prop_assert!(m.ttl_s >= 1 && m.ttl_s <= cfg.max_ttl_s);
                     if let Target::Users(u) = &m.target {
                         prop_assert!(!u.is_empty() && u.len() <= cfg.max_recipients);
