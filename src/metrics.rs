@@ -1,8 +1,17 @@
-//! The node's counters: relaxed atomics bumped on the hot path by every layer and read by
-//! `/api/v1/stats`. Plain data with no imports from the rest of the crate, so any module may
-//! count into it.
+//! The node's counters: relaxed atomics bumped on the hot path by every layer, and the one
+//! table of their names ([`READINGS`]) from which `/api/v1/stats` (JSON) and `/metrics`
+//! (Prometheus text) are both built. No imports from the rest of the crate, so any module
+//! may count into it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
 
 /// Counters every part of the node bumps; cheap enough for the hot path.
 #[derive(Debug, Default)]
@@ -66,7 +75,202 @@ pub struct Counters {
     pub internal_refused: AtomicU64,
 }
 
+/// Whether a reading only grows (a counter) or goes up and down (a gauge).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+}
+
+/// One reading of [`Counters`]: its name (as `/api/v1/stats` shows it; `/metrics` shows
+/// `herald_<name>`, counters with `_total`), kind and help text.
+pub struct Reading {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub help: &'static str,
+    pub of: fn(&Counters) -> &AtomicU64,
+}
+
+/// Every reading, in one place: both `/api/v1/stats` and `/metrics` are built from it.
+pub const READINGS: &[Reading] = &[
+    Reading {
+        name: "delivered",
+        kind: Kind::Counter,
+        help: "Frames handed to session sockets (messages and broadcasts).",
+        of: |c| &c.delivered,
+    },
+    Reading {
+        name: "accepted",
+        kind: Kind::Counter,
+        help: "Messages accepted by ingestion (2xx).",
+        of: |c| &c.accepted,
+    },
+    Reading {
+        name: "duplicates",
+        kind: Kind::Counter,
+        help: "Idempotent retries answered with the first id.",
+        of: |c| &c.duplicates,
+    },
+    Reading {
+        name: "slow_consumers",
+        kind: Kind::Counter,
+        help: "Sessions closed with 4002.",
+        of: |c| &c.slow_consumers,
+    },
+    Reading {
+        name: "heartbeat_timeouts",
+        kind: Kind::Counter,
+        help: "Sessions closed with 4008.",
+        of: |c| &c.heartbeat_timeouts,
+    },
+    Reading {
+        name: "sessions_opened",
+        kind: Kind::Counter,
+        help: "Sessions opened since start.",
+        of: |c| &c.sessions_opened,
+    },
+    Reading {
+        name: "sessions_live",
+        kind: Kind::Gauge,
+        help: "Sessions alive now (opened minus stopped).",
+        of: |c| &c.sessions_live,
+    },
+    Reading {
+        name: "sessions_refused",
+        kind: Kind::Counter,
+        help: "Connections refused because the node was at `server.max_sessions`.",
+        of: |c| &c.sessions_refused,
+    },
+    Reading {
+        name: "replayed",
+        kind: Kind::Counter,
+        help: "Messages replayed from the store on connect or gap fill.",
+        of: |c| &c.replayed,
+    },
+    Reading {
+        name: "skipped",
+        kind: Kind::Counter,
+        help: "Seqs sessions moved past without sending, on store evidence that they will never be stored (expired, or an append that gave up).",
+        of: |c| &c.skipped,
+    },
+    Reading {
+        name: "truncated",
+        kind: Kind::Counter,
+        help: "Seqs sessions moved past with a `history_truncated` frame (replay limit, retention).",
+        of: |c| &c.truncated,
+    },
+    Reading {
+        name: "forwarded",
+        kind: Kind::Counter,
+        help: "Envelopes a peer node acknowledged.",
+        of: |c| &c.forwarded,
+    },
+    Reading {
+        name: "forward_failures",
+        kind: Kind::Counter,
+        help: "Envelopes dropped after failed forwards or a full peer queue.",
+        of: |c| &c.forward_failures,
+    },
+    Reading {
+        name: "route_errors",
+        kind: Kind::Counter,
+        help: "Route-table calls that failed (Redis down or slow).",
+        of: |c| &c.route_errors,
+    },
+    Reading {
+        name: "hub_backlog",
+        kind: Kind::Gauge,
+        help: "Deliveries handed to the hub and not yet fanned out (a broadcast counts once per session): ingestion answers 429 above `ingest.max_hub_backlog`.",
+        of: |c| &c.hub_backlog,
+    },
+    Reading {
+        name: "connects_rate_limited",
+        kind: Kind::Counter,
+        help: "WebSocket upgrades refused with 429 `connect_rate_limited` (per client address).",
+        of: |c| &c.connects_rate_limited,
+    },
+    Reading {
+        name: "sessions_refused_per_user",
+        kind: Kind::Counter,
+        help: "WebSocket upgrades refused with 429 `too_many_sessions` (per user).",
+        of: |c| &c.sessions_refused_per_user,
+    },
+    Reading {
+        name: "requests_rate_limited",
+        kind: Kind::Counter,
+        help: "Producer requests refused with 429 `rate_limited` (per API key).",
+        of: |c| &c.requests_rate_limited,
+    },
+    Reading {
+        name: "fanout_refused",
+        kind: Kind::Counter,
+        help: "Messages refused with 413 `fanout_too_large` (payload x recipients over budget).",
+        of: |c| &c.fanout_refused,
+    },
+    Reading {
+        name: "payload_too_deep",
+        kind: Kind::Counter,
+        help: "Messages refused with 400 `payload_too_deep`.",
+        of: |c| &c.payload_too_deep,
+    },
+    Reading {
+        name: "body_timeouts",
+        kind: Kind::Counter,
+        help: "Producer requests whose body did not arrive within `ingest.body_timeout_ms` (408).",
+        of: |c| &c.body_timeouts,
+    },
+    Reading {
+        name: "overloaded",
+        kind: Kind::Counter,
+        help: "Requests refused with 429 because of the hub backlog.",
+        of: |c| &c.overloaded,
+    },
+    Reading {
+        name: "position_catchups",
+        kind: Kind::Counter,
+        help: "Sessions the periodic position check found behind the store and made read what they missed: live pushes that were lost (or, rarely, still on their way).",
+        of: |c| &c.position_catchups,
+    },
+    Reading {
+        name: "peers_resolved",
+        kind: Kind::Counter,
+        help: "Nodes a binding named before this node's live-peer view knew them, found alive by a lookup and forwarded to.",
+        of: |c| &c.peers_resolved,
+    },
+    Reading {
+        name: "position_check_errors",
+        kind: Kind::Counter,
+        help: "Position checks whose store read failed.",
+        of: |c| &c.position_check_errors,
+    },
+    Reading {
+        name: "internal_refused",
+        kind: Kind::Counter,
+        help: "Requests to the internal listener's `/internal/v1/deliver` refused (bad or replayed signature, body too large or too slow, unreadable body, sender mismatch).",
+        of: |c| &c.internal_refused,
+    },
+];
+
 impl Counters {
+    /// Every reading's name and value now.
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        READINGS
+            .iter()
+            .map(|r| (r.name, Counters::get((r.of)(self))))
+            .collect()
+    }
+
+    /// The readings in the Prometheus / OpenMetrics text format (`herald_` prefix, counters
+    /// with `_total`), via the Prometheus project's own `prometheus-client` encoder.
+    pub fn prometheus_text(self: &Arc<Self>) -> String {
+        let mut registry = Registry::with_prefix("herald");
+        registry.register_collector(Box::new(Exporter(self.clone())));
+        let mut out = String::new();
+        // unwrap: writing to a String cannot fail
+        encode(&mut out, &registry).unwrap();
+        out
+    }
+
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
@@ -77,5 +281,63 @@ impl Counters {
 
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+}
+
+/// Reads [`Counters`] at each scrape.
+#[derive(Debug)]
+struct Exporter(Arc<Counters>);
+
+impl Collector for Exporter {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for r in READINGS {
+            let v = Counters::get((r.of)(&self.0));
+            match r.kind {
+                Kind::Counter => {
+                    let m = ConstCounter::new(v);
+                    m.encode(encoder.encode_descriptor(r.name, r.help, None, m.metric_type())?)?;
+                }
+                Kind::Gauge => {
+                    let m = ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX));
+                    m.encode(encoder.encode_descriptor(r.name, r.help, None, m.metric_type())?)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_counter_field_has_exactly_one_reading_with_a_unique_name() {
+        let c = Counters::default();
+        let mut names: Vec<&str> = READINGS.iter().map(|r| r.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), READINGS.len());
+        // Each reading points at its own field: bump one at a time and see only it move.
+        for (i, r) in READINGS.iter().enumerate() {
+            Counters::add((r.of)(&c), 1_000 + i as u64);
+        }
+        let snap = c.snapshot();
+        for (i, (_, v)) in snap.iter().enumerate() {
+            assert_eq!(*v, 1_000 + i as u64);
+        }
+    }
+
+    #[test]
+    fn prometheus_text_names_counters_with_total_and_gauges_without() {
+        let c = Arc::new(Counters::default());
+        Counters::add(&c.accepted, 3);
+        Counters::add(&c.sessions_live, 2);
+        let text = c.prometheus_text();
+        assert!(text.contains("# TYPE herald_accepted counter"), "{text}");
+        assert!(text.contains("herald_accepted_total 3"), "{text}");
+        assert!(text.contains("# TYPE herald_sessions_live gauge"), "{text}");
+        assert!(text.contains("herald_sessions_live 2"), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }

@@ -73,6 +73,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/healthz", web::get().to(ops::healthz))
         .route("/readyz", web::get().to(ops::readyz))
         .route("/api/v1/stats", web::get().to(ops::stats))
+        .route("/metrics", web::get().to(ops::metrics))
         .route("/api/v1/messages", web::post().to(api::post_message))
         .route("/api/v1/messages/batch", web::post().to(api::post_batch))
         .route("/api/v1/users/{user}/messages", web::get().to(api::history))

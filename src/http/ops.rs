@@ -11,7 +11,6 @@ use super::admin::check_admin;
 use super::error::ApiError;
 use super::AppState;
 use crate::cluster::NodeInfo;
-use crate::metrics::Counters;
 
 /// `GET /healthz`: the process is alive and answering.
 pub async fn healthz() -> HttpResponse {
@@ -63,7 +62,12 @@ pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
     let hub = state.hub.stats().await?;
     let peers = state.backends.live.all();
     let peers: Vec<PublicPeer> = peers.iter().map(PublicPeer::from).collect();
-    let c = &state.counters;
+    let counters: serde_json::Map<String, serde_json::Value> = state
+        .counters
+        .snapshot()
+        .into_iter()
+        .map(|(name, v)| (name.to_string(), v.into()))
+        .collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "node": state.node.as_str(),
         "uptime_s": state.started.elapsed().as_secs(),
@@ -71,35 +75,20 @@ pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
         "routes": state.backends.bindings.name(),
         "hub": hub,
         "peers": peers,
-        "counters": {
-            "accepted": Counters::get(&c.accepted),
-            "duplicates": Counters::get(&c.duplicates),
-            "delivered": Counters::get(&c.delivered),
-            "replayed": Counters::get(&c.replayed),
-            "skipped": Counters::get(&c.skipped),
-            "truncated": Counters::get(&c.truncated),
-            "sessions_opened": Counters::get(&c.sessions_opened),
-            "sessions_live": Counters::get(&c.sessions_live),
-            "sessions_refused": Counters::get(&c.sessions_refused),
-            "slow_consumers": Counters::get(&c.slow_consumers),
-            "heartbeat_timeouts": Counters::get(&c.heartbeat_timeouts),
-            "forwarded": Counters::get(&c.forwarded),
-            "forward_failures": Counters::get(&c.forward_failures),
-            "route_errors": Counters::get(&c.route_errors),
-            "hub_backlog": Counters::get(&c.hub_backlog),
-            "overloaded": Counters::get(&c.overloaded),
-            "connects_rate_limited": Counters::get(&c.connects_rate_limited),
-            "sessions_refused_per_user": Counters::get(&c.sessions_refused_per_user),
-            "requests_rate_limited": Counters::get(&c.requests_rate_limited),
-            "body_timeouts": Counters::get(&c.body_timeouts),
-            "fanout_refused": Counters::get(&c.fanout_refused),
-            "payload_too_deep": Counters::get(&c.payload_too_deep),
-            "position_catchups": Counters::get(&c.position_catchups),
-            "position_check_errors": Counters::get(&c.position_check_errors),
-            "peers_resolved": Counters::get(&c.peers_resolved),
-            "internal_refused": Counters::get(&c.internal_refused),
-        }
+        "counters": counters,
     })))
+}
+
+/// `GET /metrics`: the node's counters in the Prometheus text format, for operators (same
+/// access as stats). Names are `herald_<stats name>`, counters with `_total`.
+pub async fn metrics(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    check_admin(&req, &state)?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(state.counters.prometheus_text()))
 }
 
 /// Any unknown path.
