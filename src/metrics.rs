@@ -12,6 +12,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
+use prometheus_client::registry::Unit;
 
 /// Counters every part of the node bumps; cheap enough for the hot path.
 #[derive(Debug, Default)]
@@ -284,6 +285,57 @@ impl Counters {
     }
 }
 
+/// The process as the kernel sees it: resident memory (bytes), CPU time (seconds, user +
+/// system) and open file descriptors; `None` where `/proc` cannot say (not Linux).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct ProcessReadings {
+    pub resident_memory_bytes: Option<u64>,
+    pub cpu_seconds: Option<f64>,
+    pub open_fds: Option<u64>,
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat` times: USER_HZ, which Linux fixes at 100 in
+/// its ABI on every architecture Herald builds for.
+const USER_HZ: f64 = 100.0;
+
+impl ProcessReadings {
+    /// Reads `/proc/self` now.
+    pub fn now() -> Self {
+        let status = std::fs::read_to_string("/proc/self/status").ok();
+        let stat = std::fs::read_to_string("/proc/self/stat").ok();
+        Self {
+            resident_memory_bytes: status.as_deref().and_then(rss_bytes),
+            cpu_seconds: stat.as_deref().and_then(cpu_seconds),
+            open_fds: std::fs::read_dir("/proc/self/fd")
+                .ok()
+                .map(|d| d.count() as u64),
+        }
+    }
+}
+
+/// `VmRSS` of a `/proc/<pid>/status` text, in bytes.
+fn rss_bytes(status: &str) -> Option<u64> {
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// utime + stime of a `/proc/<pid>/stat` text, in seconds. The command name (field 2) may
+/// hold spaces and parentheses, so fields are counted after its last `)`.
+fn cpu_seconds(stat: &str) -> Option<f64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    // After `)`: field 3 is the state; utime and stime are fields 14 and 15.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / USER_HZ)
+}
+
 /// Reads [`Counters`] at each scrape.
 #[derive(Debug)]
 struct Exporter(Arc<Counters>);
@@ -302,6 +354,35 @@ impl Collector for Exporter {
                     m.encode(encoder.encode_descriptor(r.name, r.help, None, m.metric_type())?)?;
                 }
             }
+        }
+        let p = ProcessReadings::now();
+        if let Some(v) = p.resident_memory_bytes {
+            let m = ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX));
+            let help = "Resident memory of the node process, bytes.";
+            let d = encoder.encode_descriptor(
+                "process_resident_memory",
+                help,
+                Some(&Unit::Bytes),
+                m.metric_type(),
+            )?;
+            m.encode(d)?;
+        }
+        if let Some(v) = p.cpu_seconds {
+            let m = ConstCounter::new(v);
+            let help = "CPU time of the node process, user + system, seconds.";
+            let d = encoder.encode_descriptor(
+                "process_cpu",
+                help,
+                Some(&Unit::Seconds),
+                m.metric_type(),
+            )?;
+            m.encode(d)?;
+        }
+        if let Some(v) = p.open_fds {
+            let m = ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX));
+            let help = "Open file descriptors of the node process (sockets included).";
+            let d = encoder.encode_descriptor("process_open_fds", help, None, m.metric_type())?;
+            m.encode(d)?;
         }
         Ok(())
     }
@@ -329,6 +410,21 @@ mod tests {
     }
 
     #[test]
+    fn process_readings_parse_proc_status_and_stat() {
+        assert_eq!(
+            rss_bytes("Name:\tx\nVmRSS:\t  2048 kB\n"),
+            Some(2048 * 1024)
+        );
+        assert_eq!(rss_bytes("Name:\tx\n"), None);
+        let stat = "42 (a b) c) S 1 2 3 4 5 6 7 8 9 10 150 50 0 0 20 0 1";
+        assert_eq!(cpu_seconds(stat), Some(2.0));
+        let now = ProcessReadings::now();
+        assert!(now.resident_memory_bytes.unwrap() > 0);
+        assert!(now.open_fds.unwrap() > 0);
+        assert!(now.cpu_seconds.is_some());
+    }
+
+    #[test]
     fn prometheus_text_names_counters_with_total_and_gauges_without() {
         let c = Arc::new(Counters::default());
         Counters::add(&c.accepted, 3);
@@ -339,5 +435,11 @@ mod tests {
         assert!(text.contains("# TYPE herald_sessions_live gauge"), "{text}");
         assert!(text.contains("herald_sessions_live 2"), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
+        assert!(
+            text.contains("herald_process_resident_memory_bytes "),
+            "{text}"
+        );
+        assert!(text.contains("herald_process_cpu_seconds_total "), "{text}");
+        assert!(text.contains("herald_process_open_fds "), "{text}");
     }
 }

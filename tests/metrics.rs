@@ -42,6 +42,9 @@ async fn metrics_are_prometheus_text_and_count_each_message_once() {
     assert_eq!(m["herald_delivered_total"], 3.0);
     assert_eq!(m["herald_sessions_live"], 1.0);
     assert_eq!(m["herald_sessions_opened_total"], 1.0);
+    assert!(m["herald_process_resident_memory_bytes"] > 0.0);
+    assert!(m["herald_process_open_fds"] > 0.0);
+    assert!(m.contains_key("herald_process_cpu_seconds_total"));
     // The same readings as the JSON stats, under the same names.
     let (_, stats) = node.stats().await;
     for (name, v) in stats["counters"].as_object().unwrap() {

@@ -11,6 +11,7 @@ use super::admin::check_admin;
 use super::error::ApiError;
 use super::AppState;
 use crate::cluster::NodeInfo;
+use crate::metrics::ProcessReadings;
 
 /// `GET /healthz`: the process is alive and answering.
 pub async fn healthz() -> HttpResponse {
@@ -76,6 +77,7 @@ pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
         "hub": hub,
         "peers": peers,
         "counters": counters,
+        "process": ProcessReadings::now(),
     })))
 }
 
