@@ -53,7 +53,7 @@ impl ClusterLink {
         let mut unknown: Vec<NodeId> = nodes
             .iter()
             .flatten()
-            .filter(|n| **n != self.me && self.live.get(n).is_none())
+            .filter(|n| **n != self.me && !self.live.contains(n))
             .cloned()
             .collect();
         if unknown.is_empty() {

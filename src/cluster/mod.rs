@@ -79,6 +79,11 @@ impl LivePeers {
         !v.loaded || v.nodes.contains_key(id)
     }
 
+    /// Whether `id` is in the view (without copying its info).
+    pub fn contains(&self, id: &NodeId) -> bool {
+        self.read().nodes.contains_key(id)
+    }
+
     pub fn get(&self, id: &NodeId) -> Option<NodeInfo> {
         self.read().nodes.get(id).cloned()
     }
