@@ -21,7 +21,7 @@ use crate::actors::session::{Offered, SessionHandle};
 use crate::bindings::Bindings;
 use crate::clock::now_ms;
 use crate::frames::CloseReason;
-use crate::ids::{DeviceId, NodeId, SessionId, UserId};
+use crate::ids::{DeviceId, NodeId, Seq, SessionId, UserId};
 use crate::metrics::Counters;
 
 struct Member {
@@ -35,6 +35,9 @@ struct Member {
 pub(super) struct Hub {
     node: NodeId,
     users: HashMap<UserId, Vec<Member>>,
+    /// Highest seq pushed to each local user's sessions: the position check only tells a
+    /// user's sessions about a newer seq than this (a push that never reached the hub).
+    pushed: HashMap<UserId, Seq>,
     sessions: usize,
     draining: bool,
     bindings: Arc<dyn Bindings>,
@@ -64,6 +67,7 @@ impl Hub {
             bind_waiters: Vec::new(),
             node,
             users: HashMap::new(),
+            pushed: HashMap::new(),
             sessions: 0,
             draining: false,
             bindings,
@@ -85,6 +89,7 @@ impl Hub {
         }
         if members.is_empty() {
             self.users.remove(user);
+            self.pushed.remove(user);
             self.to_unbind.push(user.clone());
         }
         removed
@@ -230,7 +235,15 @@ impl Handler<Deliver> for Hub {
                 self.sessions -= dropped;
                 if members.is_empty() {
                     self.users.remove(&d.user);
+                    self.pushed.remove(&d.user);
                     self.to_unbind.push(d.user);
+                    continue;
+                }
+            }
+            match self.pushed.get_mut(&d.user) {
+                Some(p) => *p = (*p).max(d.seq),
+                None => {
+                    self.pushed.insert(d.user, d.seq);
                 }
             }
         }
@@ -282,6 +295,7 @@ impl Handler<Broadcast> for Hub {
         self.sessions -= dropped;
         for u in emptied {
             self.users.remove(&u);
+            self.pushed.remove(&u);
             self.to_unbind.push(u);
         }
     }
@@ -323,6 +337,10 @@ impl Handler<Positions> for Hub {
 
     fn handle(&mut self, msg: Positions, _ctx: &mut Self::Context) {
         for (user, seq) in msg.users.iter().zip(msg.seqs) {
+            if self.pushed.get(user).is_some_and(|p| *p >= seq) {
+                // Everything up to it went through here to every session of the user.
+                continue;
+            }
             for m in self.users.get(user).map_or(&[][..], |v| v.as_slice()) {
                 // A full mailbox only misses this check; the next one comes.
                 let _ = m.handle.offer_position(seq);
