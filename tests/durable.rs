@@ -9,37 +9,21 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::procs::{
-    connect, route_nodes, shared_mongo, shared_redis, start_nodes, HeraldProc, MongoProc,
+    cluster_env, connect, route_nodes, shared_mongo, shared_redis, start_nodes, HeraldProc,
+    MongoProc,
 };
 use common::*;
 use serde_json::{json, Value};
 
-fn unique(test: &str) -> String {
-    format!("t{}_{test}", std::process::id())
-}
-
-/// Environment for durable cluster nodes.
+/// Environment for durable cluster nodes: the MongoDB store, node liveness and forwards
+/// a little slower than the default test timers, cursors flushed every 20 ms.
 fn env(redis: &str, mongo: &str, test: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-    let name = unique(test);
-    let mut e = vec![
-        ("HERALD_ROUTES__BACKEND", "redis"),
-        ("HERALD_ROUTES__REDIS_URL", redis),
-        ("HERALD_ROUTES__KEY_PREFIX", name.as_str()),
-        ("HERALD_ROUTES__ROUTE_TTL_MS", "1500"),
+    let durable = [
         ("HERALD_ROUTES__NODE_TTL_MS", "900"),
-        ("HERALD_ROUTES__SWEEP_MS", "200"),
         ("HERALD_CLUSTER__FORWARD_TIMEOUT_MS", "500"),
-        ("HERALD_CLUSTER__FORWARD_RETRIES", "1"),
-        ("HERALD_STORE__BACKEND", "mongo"),
-        ("HERALD_STORE__MONGO__URL", mongo),
-        ("HERALD_STORE__MONGO__DATABASE", name.as_str()),
-        ("HERALD_STORE__MONGO__OP_TIMEOUT_MS", "1500"),
         ("HERALD_STORE__CURSOR_FLUSH_MS", "20"),
     ];
-    e.extend_from_slice(extra);
-    e.into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    cluster_env(redis, Some(mongo), test, &[&durable[..], extra].concat())
 }
 
 async fn send(via: &HeraldProc, body: Value) -> Value {

@@ -7,44 +7,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::procs::{connect, shared_mongo, shared_redis, start_nodes, HeraldProc};
+use common::procs::{cluster_env, connect, shared_mongo, shared_redis, start_nodes, HeraldProc};
 use common::*;
 use serde_json::{json, Value};
-
-fn unique(test: &str) -> String {
-    format!("t{}_{test}", std::process::id())
-}
-
-/// Cluster environment; `store` adds the MongoDB store at `mongo`.
-fn env(
-    redis: &str,
-    mongo: Option<&str>,
-    test: &str,
-    extra: &[(&str, &str)],
-) -> Vec<(String, String)> {
-    let name = unique(test);
-    let mut e = vec![
-        ("HERALD_ROUTES__BACKEND", "redis"),
-        ("HERALD_ROUTES__REDIS_URL", redis),
-        ("HERALD_ROUTES__KEY_PREFIX", name.as_str()),
-        ("HERALD_ROUTES__ROUTE_TTL_MS", "1500"),
-        ("HERALD_ROUTES__SWEEP_MS", "200"),
-        ("HERALD_CLUSTER__FORWARD_TIMEOUT_MS", "300"),
-        ("HERALD_CLUSTER__FORWARD_RETRIES", "1"),
-    ];
-    if let Some(m) = mongo {
-        e.extend([
-            ("HERALD_STORE__BACKEND", "mongo"),
-            ("HERALD_STORE__MONGO__URL", m),
-            ("HERALD_STORE__MONGO__DATABASE", name.as_str()),
-            ("HERALD_STORE__MONGO__OP_TIMEOUT_MS", "1500"),
-        ]);
-    }
-    e.extend_from_slice(extra);
-    e.into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
 
 async fn send(via: &HeraldProc, to: &str, payload: Value) {
     let body = json!({"to": to, "payload": payload}).to_string();
@@ -65,11 +30,11 @@ async fn device_on_a_node_the_sender_does_not_know_yet_gets_the_message_live() {
     let (r, _rp) = shared_redis();
     // The old node refreshes its view of live peers only every 10 s (node TTL / 3).
     let slow_view = [("HERALD_ROUTES__NODE_TTL_MS", "30000")];
-    let nodes = start_nodes(&["old"], &env(&r, None, "newnode", &slow_view)).await;
+    let nodes = start_nodes(&["old"], &cluster_env(&r, None, "newnode", &slow_view)).await;
     let old = &nodes[0];
     // A new node joins; a device connects to it at once, and its user gets a message
     // through the old node right away (a rolling deploy's window).
-    let new = HeraldProc::start("new", &env(&r, None, "newnode", &slow_view));
+    let new = HeraldProc::start("new", &cluster_env(&r, None, "newnode", &slow_view));
     eventually("new node ready", || async {
         http(&format!("{}/readyz", new.base()), None, None).await.0 == 200
     })
@@ -91,12 +56,12 @@ async fn devices_behind_blocked_forwards_get_every_message_by_the_position_check
     let (r, _rp) = shared_redis();
     let (m, _mp) = shared_mongo();
     let check = [("HERALD_SESSION__POSITION_CHECK_MS", "500")];
-    let nodes = start_nodes(&["sender"], &env(&r, Some(&m), "blocked", &check)).await;
+    let nodes = start_nodes(&["sender"], &cluster_env(&r, Some(&m), "blocked", &check)).await;
     let sender = &nodes[0];
     // The receiver refuses every forward: its cluster secret differs (401 on each).
     let mut extra = check.to_vec();
     extra.push(("HERALD_CLUSTER__SECRET", "another-secret-0123456789abcdef"));
-    let receiver = HeraldProc::start("receiver", &env(&r, Some(&m), "blocked", &extra));
+    let receiver = HeraldProc::start("receiver", &cluster_env(&r, Some(&m), "blocked", &extra));
     eventually("receiver ready", || async {
         http(&format!("{}/readyz", receiver.base()), None, None)
             .await
@@ -140,7 +105,7 @@ async fn devices_behind_blocked_forwards_get_every_message_by_the_position_check
 #[actix_rt::test]
 async fn presence_lists_the_devices_of_a_user_on_every_node() {
     let (r, _rp) = shared_redis();
-    let nodes = start_nodes(&["p1", "p2"], &env(&r, None, "presence", &[])).await;
+    let nodes = start_nodes(&["p1", "p2"], &cluster_env(&r, None, "presence", &[])).await;
     let _a = connect(&nodes[0], "pia", "device=phone").await;
     let _b = connect(&nodes[1], "pia", "device=laptop").await;
     eventually("both nodes bound", || async {

@@ -20,45 +20,56 @@ impl Collector for Exporter {
         for r in READINGS {
             let v = Counters::get((r.of)(&self.0));
             match r.kind {
-                Kind::Counter => {
-                    let m = ConstCounter::new(v);
-                    m.encode(encoder.encode_descriptor(r.name, r.help, None, m.metric_type())?)?;
-                }
-                Kind::Gauge => {
-                    let m = ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX));
-                    m.encode(encoder.encode_descriptor(r.name, r.help, None, m.metric_type())?)?;
-                }
+                Kind::Counter => counter(&mut encoder, r.name, r.help, None, v)?,
+                Kind::Gauge => gauge(&mut encoder, r.name, r.help, None, v)?,
             }
         }
         let p = ProcessReadings::now();
         if let Some(v) = p.resident_memory_bytes {
-            let m = ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX));
             let help = "Resident memory of the node process, bytes.";
-            let d = encoder.encode_descriptor(
+            gauge(
+                &mut encoder,
                 "process_resident_memory",
                 help,
                 Some(&Unit::Bytes),
-                m.metric_type(),
+                v,
             )?;
-            m.encode(d)?;
         }
         if let Some(v) = p.cpu_seconds {
-            let m = ConstCounter::new(v);
             let help = "CPU time of the node process, user + system, seconds.";
-            let d = encoder.encode_descriptor(
-                "process_cpu",
-                help,
-                Some(&Unit::Seconds),
-                m.metric_type(),
-            )?;
-            m.encode(d)?;
+            counter(&mut encoder, "process_cpu", help, Some(&Unit::Seconds), v)?;
         }
         if let Some(v) = p.open_fds {
-            let m = ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX));
             let help = "Open file descriptors of the node process (sockets included).";
-            let d = encoder.encode_descriptor("process_open_fds", help, None, m.metric_type())?;
-            m.encode(d)?;
+            gauge(&mut encoder, "process_open_fds", help, None, v)?;
         }
         Ok(())
     }
+}
+
+/// Encodes one counter reading.
+fn counter<N>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    v: N,
+) -> Result<(), std::fmt::Error>
+where
+    ConstCounter<N>: EncodeMetric,
+{
+    let m = ConstCounter::new(v);
+    m.encode(encoder.encode_descriptor(name, help, unit, m.metric_type())?)
+}
+
+/// Encodes one gauge reading (saturating at `i64::MAX`).
+fn gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    v: u64,
+) -> Result<(), std::fmt::Error> {
+    let m = ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX));
+    m.encode(encoder.encode_descriptor(name, help, unit, m.metric_type())?)
 }

@@ -147,6 +147,39 @@ pub fn token(user: &str) -> String {
     )
 }
 
+/// Environment for cluster node processes: Redis bindings under a key prefix unique to
+/// `test` and this process, short timers, and with `mongo` the MongoDB store in a database
+/// of the same name. `extra` comes last, so it overrides.
+pub fn cluster_env(
+    redis: &str,
+    mongo: Option<&str>,
+    test: &str,
+    extra: &[(&str, &str)],
+) -> Vec<(String, String)> {
+    let name = format!("t{}_{test}", std::process::id());
+    let mut e = vec![
+        ("HERALD_ROUTES__BACKEND", "redis"),
+        ("HERALD_ROUTES__REDIS_URL", redis),
+        ("HERALD_ROUTES__KEY_PREFIX", name.as_str()),
+        ("HERALD_ROUTES__ROUTE_TTL_MS", "1500"),
+        ("HERALD_ROUTES__SWEEP_MS", "200"),
+        ("HERALD_CLUSTER__FORWARD_TIMEOUT_MS", "300"),
+        ("HERALD_CLUSTER__FORWARD_RETRIES", "1"),
+    ];
+    if let Some(m) = mongo {
+        e.extend([
+            ("HERALD_STORE__BACKEND", "mongo"),
+            ("HERALD_STORE__MONGO__URL", m),
+            ("HERALD_STORE__MONGO__DATABASE", name.as_str()),
+            ("HERALD_STORE__MONGO__OP_TIMEOUT_MS", "1500"),
+        ]);
+    }
+    e.extend_from_slice(extra);
+    e.into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// Starts nodes `names` with `env` and waits until each is ready and sees all of them as
 /// live peers.
 pub async fn start_nodes(names: &[&str], env: &[(String, String)]) -> Vec<HeraldProc> {
