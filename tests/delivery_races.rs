@@ -55,7 +55,8 @@ impl OtherNode {
     /// Stores the copy of a message for `user` at `seq` (its seq was reserved at `at`).
     async fn store(&self, user: &str, seq: u64, at: i64, payload: &str) {
         let id = format!("other-{seq}");
-        let frame = MessageParts::new(&id, None, &json!(payload).to_string(), at as u64).frame(seq);
+        let frame =
+            MessageParts::new(&id, None, &json!(payload).to_string(), at as u64, 0).frame(seq);
         self.db
             .collection::<Document>("messages")
             .insert_one(doc! {

@@ -290,6 +290,7 @@ async fn broadcasts_are_pushed_once_per_idempotency_key_and_only_keyed_ones_leav
         payload: RawValue::from_string("\"hi\"".into()).unwrap(),
         ttl_s: 600,
         idempotency_key: key.map(String::from),
+        arrived_us: 0,
     };
     let a = store.append(vec![cast(Some("b1"))]).await.unwrap();
     let frame = a[0].broadcast.clone().expect("a broadcast frame to push");

@@ -2,8 +2,11 @@
 //! of envelopes with the pre-encoded frames spliced in verbatim, and decoding one.
 //!
 //! ```json
-//! {"from": "<node>", "deliveries": [{"user": "u1", "seq": 3, "frame": {…}}], "broadcasts": [{…}]}
+//! {"from": "<node>", "deliveries": [{"user": "u1", "seq": 3, "frame": {…}, "at": 1700000000000000}], "broadcasts": [{…}]}
 //! ```
+//!
+//! `at` (unix µs) is when a live message arrived at ingestion, for the pipeline latencies
+//! (absent for a frame read back from the store).
 //!
 //! Also the size of a forward, shared by both ends: the sender cuts its queue into batches
 //! with [`BatchLimits::take`], and the receiver refuses bodies over [`BatchLimits::max_body`],
@@ -42,7 +45,8 @@ pub const MAX_FORWARD_ENVELOPES: usize = 2000;
 /// buffer a batch before knowing it is genuine, large enough to amortise a round trip.
 pub const FORWARD_BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// Most bytes one delivery envelope adds to its frame (it is 28 plus the user id, at most
-/// 128, plus the seq, at most 20 digits): `{"user":"…","seq":…,"frame":…}` and a comma.
+/// 128, plus the seq, at most 20 digits, plus `,"at":` and at most 20 digits):
+/// `{"user":"…","seq":…,"frame":…,"at":…}` and a comma.
 pub const ENVELOPE_OVERHEAD: usize = 256;
 /// Most bytes a forward body adds to its envelopes (41 plus the quoted node id, at most
 /// 130): `{"from":"…","deliveries":[…],"broadcasts":[…]}`.
@@ -67,7 +71,14 @@ pub const FORWARD_BATCH: BatchLimits = BatchLimits {
 pub fn encoded_len(e: &Envelope) -> usize {
     match e {
         Envelope::Message(d) => {
-            28 + d.user.as_str().len() + itoa::Buffer::new().format(d.seq).len() + d.frame.len()
+            let at = d
+                .frame
+                .arrived_us()
+                .map_or(0, |at| 6 + itoa::Buffer::new().format(at).len());
+            28 + d.user.as_str().len()
+                + itoa::Buffer::new().format(d.seq).len()
+                + d.frame.len()
+                + at
         }
         Envelope::Broadcast(f) => f.len() + 1,
     }
@@ -122,6 +133,10 @@ pub fn encode(me: &str, items: &[Envelope]) -> String {
             s.push_str(itoa::Buffer::new().format(d.seq));
             s.push_str(r#","frame":"#);
             d.frame.write_to(&mut s);
+            if let Some(at) = d.frame.arrived_us() {
+                s.push_str(r#","at":"#);
+                s.push_str(itoa::Buffer::new().format(at));
+            }
             s.push('}');
         }
     }
@@ -146,6 +161,8 @@ struct DeliveryIn<'a> {
     seq: Seq,
     #[serde(borrow)]
     frame: &'a RawValue,
+    #[serde(default)]
+    at: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -166,10 +183,17 @@ pub fn decode(body: &[u8]) -> Result<Forward, String> {
         deliveries: fwd
             .deliveries
             .into_iter()
-            .map(|d| Delivery {
-                user: d.user,
-                seq: d.seq,
-                frame: Frame::Text(ByteString::from(d.frame.get())),
+            .map(|d| {
+                let text = ByteString::from(d.frame.get());
+                let frame = match d.at {
+                    Some(arrived_us) => Frame::Forwarded { text, arrived_us },
+                    None => Frame::Text(text),
+                };
+                Delivery {
+                    user: d.user,
+                    seq: d.seq,
+                    frame,
+                }
             })
             .collect(),
         broadcasts: fwd
@@ -214,10 +238,26 @@ mod tests {
                 seq: 7,
                 frame: Frame::Text(frame.clone()),
             }),
+            Envelope::Message(Delivery {
+                user: UserId::parse("u8").unwrap(),
+                seq: 8,
+                frame: Frame::Forwarded {
+                    text: frame.clone(),
+                    arrived_us: 1_700_000_000_000_123,
+                },
+            }),
         ];
-        let fwd = decode(encode("node-a", &items).as_bytes()).unwrap();
+        let body = encode("node-a", &items);
+        // 41 bytes of framing, the quoted node id, and the envelopes.
+        assert!(body.len() <= 41 + 8 + items.iter().map(encoded_len).sum::<usize>());
+        let fwd = decode(body.as_bytes()).unwrap();
         assert_eq!(fwd.from, "node-a");
-        assert_eq!(fwd.deliveries.len(), 1);
+        assert_eq!(fwd.deliveries.len(), 2);
+        assert_eq!(
+            fwd.deliveries[1].frame.arrived_us(),
+            Some(1_700_000_000_000_123)
+        );
+        assert_eq!(fwd.deliveries[0].frame.arrived_us(), None);
         assert_eq!(fwd.deliveries[0].user.as_str(), "u9");
         assert_eq!(fwd.deliveries[0].seq, 7);
         assert_eq!(fwd.deliveries[0].frame, Frame::Text(frame));
@@ -239,7 +279,14 @@ mod tests {
                     Envelope::Message(Delivery {
                         user: UserId::parse(&"u".repeat(1 + i % 128)).unwrap(),
                         seq: u64::MAX - i as u64,
-                        frame: Frame::Text(frame),
+                        frame: if i % 2 == 0 {
+                            Frame::Forwarded {
+                                text: frame,
+                                arrived_us: u64::MAX,
+                            }
+                        } else {
+                            Frame::Text(frame)
+                        },
                     })
                 }
             })

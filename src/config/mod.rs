@@ -11,6 +11,7 @@
 
 mod auth;
 mod cluster;
+mod metrics;
 pub mod secrets;
 mod server;
 mod session;
@@ -25,6 +26,7 @@ use serde::Deserialize;
 
 pub use self::auth::{AuthConfig, JwtAlgorithm};
 pub use self::cluster::{ClusterConfig, RoutesBackend, RoutesConfig};
+pub use self::metrics::MetricsConfig;
 pub use self::server::{IpNet, LogConfig, LogFormat, NodeConfig, ServerConfig};
 pub use self::session::{IngestConfig, SessionConfig};
 pub use self::store::{MongoStoreConfig, StoreBackend, StoreConfig, APPEND_BUDGET_CALLS};
@@ -68,6 +70,7 @@ pub struct Config {
     pub routes: RoutesConfig,
     pub cluster: ClusterConfig,
     pub log: LogConfig,
+    pub metrics: MetricsConfig,
 }
 
 impl Config {
@@ -138,6 +141,7 @@ impl Config {
         self.store.validate()?;
         self.routes.validate()?;
         self.cluster.validate()?;
+        self.metrics.validate()?;
         if self.routes.backend == RoutesBackend::Redis && self.cluster.secret.len() < 16 {
             return Err(invalid(
                 "cluster.secret",

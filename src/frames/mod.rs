@@ -23,11 +23,20 @@ struct Parts {
     head: String,
     /// `,"topic":<json>,"payload":<raw>,"ts":<ms>}`
     tail: String,
+    /// When the message arrived at ingestion, unix µs (for the pipeline latencies).
+    arrived_us: u64,
 }
 
 impl MessageParts {
-    /// Encodes id, topic, raw payload JSON and timestamp once.
-    pub fn new(id: &str, topic: Option<&str>, payload_json: &str, ts_ms: u64) -> Self {
+    /// Encodes id, topic, raw payload JSON and timestamp once; `arrived_us` is when the
+    /// message arrived (unix µs), carried for the pipeline latencies.
+    pub fn new(
+        id: &str,
+        topic: Option<&str>,
+        payload_json: &str,
+        ts_ms: u64,
+        arrived_us: u64,
+    ) -> Self {
         let mut head = String::with_capacity(40 + id.len());
         head.push_str(r#"{"type":"message","id":"#);
         // unwrap: serializing a &str to JSON cannot fail
@@ -46,15 +55,20 @@ impl MessageParts {
         tail.push_str(r#","ts":"#);
         tail.push_str(itoa::Buffer::new().format(ts_ms));
         tail.push('}');
-        Self(Arc::new(Parts { head, tail }))
+        Self(Arc::new(Parts {
+            head,
+            tail,
+            arrived_us,
+        }))
     }
 
-    /// The frame for one recipient user, with that user's `seq`: the shared parts and the
-    /// seq, spliced together only when written.
+    /// The live frame for one recipient user, with that user's `seq`: the shared parts and
+    /// the seq, spliced together only when written.
     pub fn frame(&self, seq: Seq) -> Frame {
         Frame::Shared {
             parts: self.clone(),
             seq,
+            live: true,
         }
     }
 
@@ -69,21 +83,55 @@ impl MessageParts {
     }
 }
 
-/// One recipient's message frame: whole text (as a store read it back or a peer sent it),
-/// or a message's shared parts with the recipient's seq, so a message to many users holds
-/// its payload once however many frames are queued or stored in memory.
+/// One recipient's message frame: whole text (as a store read it back), whole text with
+/// its arrival time (as a peer forwarded a live push), or a message's shared parts with the
+/// recipient's seq, so a message to many users holds its payload once however many frames
+/// are queued or stored in memory. Live frames (pushed, not read back from the store) know
+/// when their message arrived, for the producer-to-socket latency.
 #[derive(Debug, Clone)]
 pub enum Frame {
     Text(ByteString),
-    Shared { parts: MessageParts, seq: Seq },
+    Forwarded {
+        text: ByteString,
+        arrived_us: u64,
+    },
+    Shared {
+        parts: MessageParts,
+        seq: Seq,
+        /// Pushed live (false: read back from the store).
+        live: bool,
+    },
 }
 
 impl Frame {
+    /// When the message of a live frame arrived (unix µs); `None` for frames read back
+    /// from the store.
+    pub fn arrived_us(&self) -> Option<u64> {
+        match self {
+            Frame::Text(_) => None,
+            Frame::Forwarded { arrived_us, .. } => Some(*arrived_us),
+            Frame::Shared { parts, live, .. } => live.then_some(parts.0.arrived_us),
+        }
+    }
+
+    /// The same frame as read back from the store (not live).
+    pub fn stored(&self) -> Frame {
+        match self {
+            Frame::Shared { parts, seq, .. } => Frame::Shared {
+                parts: parts.clone(),
+                seq: *seq,
+                live: false,
+            },
+            Frame::Forwarded { text, .. } => Frame::Text(text.clone()),
+            Frame::Text(t) => Frame::Text(t.clone()),
+        }
+    }
+
     /// Bytes of the frame's text.
     pub fn len(&self) -> usize {
         match self {
-            Frame::Text(t) => t.len(),
-            Frame::Shared { parts, seq } => {
+            Frame::Text(t) | Frame::Forwarded { text: t, .. } => t.len(),
+            Frame::Shared { parts, seq, .. } => {
                 parts.0.head.len() + itoa::Buffer::new().format(*seq).len() + parts.0.tail.len()
             }
         }
@@ -96,8 +144,8 @@ impl Frame {
     /// Appends the frame's text to `out`.
     pub fn write_to(&self, out: &mut String) {
         match self {
-            Frame::Text(t) => out.push_str(t),
-            Frame::Shared { parts, seq } => {
+            Frame::Text(t) | Frame::Forwarded { text: t, .. } => out.push_str(t),
+            Frame::Shared { parts, seq, .. } => {
                 out.push_str(&parts.0.head);
                 out.push_str(itoa::Buffer::new().format(*seq));
                 out.push_str(&parts.0.tail);
@@ -108,7 +156,7 @@ impl Frame {
     /// The frame's text (for the socket): a cheap clone of whole text, else spliced now.
     pub fn to_text(&self) -> ByteString {
         match self {
-            Frame::Text(t) => t.clone(),
+            Frame::Text(t) | Frame::Forwarded { text: t, .. } => t.clone(),
             Frame::Shared { .. } => {
                 let mut s = String::with_capacity(self.len());
                 self.write_to(&mut s);
@@ -121,8 +169,8 @@ impl Frame {
 impl std::fmt::Display for Frame {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Frame::Text(t) => f.write_str(t),
-            Frame::Shared { parts, seq } => {
+            Frame::Text(t) | Frame::Forwarded { text: t, .. } => f.write_str(t),
+            Frame::Shared { parts, seq, .. } => {
                 f.write_str(&parts.0.head)?;
                 f.write_str(itoa::Buffer::new().format(*seq))?;
                 f.write_str(&parts.0.tail)

@@ -6,7 +6,7 @@ use super::*;
 #[test]
 fn recipients_frames_share_one_copy_of_the_payload_and_splice_their_seq() {
     let payload = format!("\"{}\"", "x".repeat(10_000));
-    let p = MessageParts::new("m1", Some("t"), &payload, 5);
+    let p = MessageParts::new("m1", Some("t"), &payload, 5, 0);
     let frames: Vec<Frame> = (1..=1000).map(|seq| p.frame(seq)).collect();
     assert_eq!(Arc::strong_count(&p.0), 1001, "one copy, shared");
     for (i, f) in frames.iter().enumerate() {
@@ -21,7 +21,7 @@ fn recipients_frames_share_one_copy_of_the_payload_and_splice_their_seq() {
 
 #[test]
 fn message_frame_is_valid_json_with_the_recipients_seq() {
-    let p = MessageParts::new("m1", Some("news"), r#"{"a":[1,2]}"#, 1700);
+    let p = MessageParts::new("m1", Some("news"), r#"{"a":[1,2]}"#, 1700, 0);
     let f: serde_json::Value = serde_json::from_str(&p.frame(42).to_text()).unwrap();
     assert_eq!(f["type"], "message");
     assert_eq!(f["id"], "m1");
@@ -32,8 +32,12 @@ fn message_frame_is_valid_json_with_the_recipients_seq() {
     let b: serde_json::Value = serde_json::from_str(&p.broadcast_frame()).unwrap();
     assert!(b["seq"].is_null());
     assert_eq!(b["broadcast"], true);
-    let n: serde_json::Value =
-        serde_json::from_str(&MessageParts::new("m\"2", None, "3", 1).frame(1).to_text()).unwrap();
+    let n: serde_json::Value = serde_json::from_str(
+        &MessageParts::new("m\"2", None, "3", 1, 0)
+            .frame(1)
+            .to_text(),
+    )
+    .unwrap();
     assert!(n["topic"].is_null());
     assert_eq!(n["id"], "m\"2");
 }
@@ -53,7 +57,7 @@ fn no_message_frame_outgrows_the_bound_derived_from_its_producer_body() {
                 .to_string()
                 .replace(r#""payload":0"#, &format!(r#""payload":{payload}"#));
             let limit = max_message_frame(body.len());
-            let p = MessageParts::new(&id, topic, payload, u64::MAX);
+            let p = MessageParts::new(&id, topic, payload, u64::MAX, 0);
             assert!(p.frame(u64::MAX).len() <= limit, "{body}");
             assert!(p.broadcast_frame().len() <= limit, "{body}");
         }
@@ -124,4 +128,21 @@ mod fuzz {
             prop_assert_eq!(ClientFrame::parse(&text).unwrap(), ClientFrame::Ack { seq });
         }
     }
+}
+
+#[test]
+fn live_frames_know_when_their_message_arrived_and_stored_copies_do_not() {
+    let p = MessageParts::new("m1", None, "1", 5, 1_234);
+    let live = p.frame(3);
+    assert_eq!(live.arrived_us(), Some(1_234));
+    let stored = live.stored();
+    assert_eq!(stored.arrived_us(), None);
+    assert_eq!(stored, live, "same text either way");
+    let fwd = Frame::Forwarded {
+        text: live.to_text(),
+        arrived_us: 99,
+    };
+    assert_eq!(fwd.arrived_us(), Some(99));
+    assert_eq!(fwd.len(), live.len());
+    assert_eq!(fwd.stored().arrived_us(), None);
 }

@@ -19,7 +19,7 @@ use crate::actors::dispatch::DispatchHandle;
 use crate::actors::hub::HubHandle;
 use crate::config::IngestConfig;
 use crate::limits::{retry_after_secs, RateLimiter};
-use crate::metrics::Counters;
+use crate::metrics::{Counters, Stage};
 use crate::store::{Accepted, StoreError};
 
 /// Why ingestion refused something.
@@ -152,8 +152,9 @@ impl Ingest {
         let msg = validate::message(body, &self.cfg).inspect_err(|e| self.count_refused(e))?;
         let setting = "ingest.key_messages_per_s";
         self.rate(&self.key_messages, key, 1, "messages", setting)?;
+        let arrived_us = msg.arrived_us;
         let mut accepted = self.appender.append(vec![msg]).await?;
-        self.accepted(&mut accepted);
+        self.accepted(&mut accepted, arrived_us);
         accepted.pop().ok_or_else(short_answer)
     }
 
@@ -207,12 +208,13 @@ impl Ingest {
             "messages",
             setting,
         )?;
+        let arrived_us = valid.first().map_or(0, |m| m.arrived_us);
         let mut accepted = if valid.is_empty() {
             Vec::new()
         } else {
             self.appender.append(valid).await?
         };
-        self.accepted(&mut accepted);
+        self.accepted(&mut accepted, arrived_us);
         // The store answers in message order, so valid items take its answers in turn.
         let mut answers = accepted.into_iter();
         Ok(slots
@@ -233,11 +235,19 @@ impl Ingest {
         }
     }
 
-    /// Counts what the store accepted and hands it to dispatch.
-    fn accepted(&self, accepted: &mut [Accepted]) {
+    /// Counts what the store accepted (and its pipeline stages, for messages that arrived
+    /// at `arrived_us`) and hands it to dispatch.
+    fn accepted(&self, accepted: &mut [Accepted], arrived_us: u64) {
         let dup = accepted.iter().filter(|a| a.duplicate).count() as u64;
-        Counters::add(&self.counters.accepted, accepted.len() as u64 - dup);
+        let new = accepted.len() as u64 - dup;
+        Counters::add(&self.counters.accepted, new);
         Counters::add(&self.counters.duplicates, dup);
+        for _ in 0..new {
+            self.counters.stage(Stage::Stored, arrived_us);
+        }
         self.dispatch.dispatch(accepted);
+        for _ in 0..new {
+            self.counters.stage(Stage::Accepted, arrived_us);
+        }
     }
 }

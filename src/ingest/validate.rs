@@ -169,6 +169,7 @@ pub fn message(raw: &str, cfg: &IngestConfig) -> Result<NewMessage, IngestError>
         payload: m.payload,
         ttl_s,
         idempotency_key: m.idempotency_key,
+        arrived_us: crate::metrics::now_us(),
     })
 }
 

@@ -1,21 +1,62 @@
-//! The node's counters: relaxed atomics bumped on the hot path by every layer, and the one
-//! table of their names ([`READINGS`]) from which `/api/v1/stats` (JSON) and `/metrics`
-//! (Prometheus text) are both built. No imports from the rest of the crate, so any module
-//! may count into it.
+//! The node's readings: relaxed atomics bumped on the hot path by every layer. Plain
+//! counters and gauges are named in one table ([`READINGS`]); per-actor-type readings,
+//! pipeline stage latencies and backend operation latencies are keyed by fixed enums and
+//! name lists (`actors.rs`, `ops.rs`), per-session and per-peer readings by registration
+//! (`board.rs`). `/api/v1/stats` (JSON), `/metrics` (Prometheus text, `export.rs`) and the
+//! dashboard's history (`history.rs`) are all built from [`Counters`]. No imports from the
+//! rest of the crate, so any module may count into it.
 
+mod actors;
+mod board;
 mod export;
+mod histogram;
+mod history;
+mod ops;
 mod process;
 mod readings;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::Registry;
 
+pub use self::actors::{ActorKind, ActorStats, Handling, Stage};
+pub use self::board::{PeerStats, QueueGauge, QueueRow, SESSIONS_PER_USER};
 use self::export::Exporter;
+pub use self::histogram::{Histogram, Snapshot};
+pub use self::history::{History, Sample};
+pub use self::ops::{OpStats, OpTable, REDIS_OPS, STORE_OPS};
 pub use self::process::ProcessReadings;
 pub use self::readings::{Kind, Reading, READINGS};
+
+use self::board::{PeerBoard, SessionBoard, UsersBySessions};
+
+/// Latency and errors of every Redis command and store call.
+#[derive(Debug)]
+pub struct BackendOps {
+    pub redis: OpTable,
+    pub store: OpTable,
+}
+
+impl Default for BackendOps {
+    fn default() -> Self {
+        Self {
+            redis: OpTable::new(REDIS_OPS),
+            store: OpTable::new(STORE_OPS),
+        }
+    }
+}
+
+/// Unix time in µs: the clock stage latencies are measured on (a message's arrival time
+/// travels with it to other nodes).
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
 
 /// Counters every part of the node bumps; cheap enough for the hot path.
 #[derive(Debug, Default)]
@@ -77,9 +118,55 @@ pub struct Counters {
     /// Requests to the internal listener's `/internal/v1/deliver` refused (bad or replayed
     /// signature, body too large or too slow, unreadable body, sender mismatch).
     pub internal_refused: AtomicU64,
+    /// Per actor type, indexed by [`ActorKind`].
+    pub actors: [ActorStats; ActorKind::ALL.len()],
+    /// Per pipeline stage, indexed by [`Stage`].
+    pub stages: [Histogram; Stage::ALL.len()],
+    pub ops: BackendOps,
+    /// Every session's outbound queue.
+    pub queues: SessionBoard,
+    pub peers: PeerBoard,
+    pub users_by_sessions: UsersBySessions,
+    /// `metrics.timing = false`: no handling-time or stage-latency observations (counts,
+    /// queue depths and backend latencies stay).
+    timing_off: AtomicBool,
 }
 
 impl Counters {
+    /// Turns handling-time and stage-latency observations on or off.
+    pub fn set_timing(&self, on: bool) {
+        self.timing_off.store(!on, Ordering::Relaxed);
+    }
+
+    pub fn timing(&self) -> bool {
+        !self.timing_off.load(Ordering::Relaxed)
+    }
+
+    pub fn actor(&self, kind: ActorKind) -> &ActorStats {
+        &self.actors[kind as usize]
+    }
+
+    /// Messages waiting for actors of `kind`: sent minus handled, and for sessions the sum
+    /// of every session's mailbox (a stopped session's leftovers leave with it).
+    pub fn queue_depth(&self, kind: ActorKind) -> u64 {
+        match kind {
+            ActorKind::Session => self.queues.mailboxes(),
+            _ => self.actor(kind).queue_depth(),
+        }
+    }
+
+    /// Start of handling one message of `kind`: counted (and timed) when dropped.
+    pub fn handling(&self, kind: ActorKind) -> Handling<'_> {
+        Handling::new(self.actor(kind), self.timing())
+    }
+
+    /// A message that arrived at `arrived_us` (see [`now_us`]) reached `stage`.
+    pub fn stage(&self, stage: Stage, arrived_us: u64) {
+        if self.timing() {
+            self.stages[stage as usize].record_us(now_us().saturating_sub(arrived_us));
+        }
+    }
+
     /// Every reading's name and value now.
     pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
         READINGS

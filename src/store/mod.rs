@@ -34,6 +34,9 @@ pub struct NewMessage {
     pub payload: Box<RawValue>,
     pub ttl_s: u64,
     pub idempotency_key: Option<String>,
+    /// When it arrived at ingestion (unix µs, [`crate::metrics::now_us`]): live frames carry
+    /// it to the socket for the pipeline latencies.
+    pub arrived_us: u64,
 }
 
 /// One recipient user's copy of a stored message, ready to push.

@@ -227,6 +227,7 @@ pub fn msg(users: &[&str], key: Option<&str>, ttl_s: u64, payload: &str) -> NewM
         payload: RawValue::from_string(payload.into()).unwrap(),
         ttl_s,
         idempotency_key: key.map(String::from),
+        arrived_us: 0,
     }
 }
 

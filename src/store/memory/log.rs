@@ -227,7 +227,7 @@ mod tests {
 
     fn store(l: &mut Logs, users: &[&str], payload: &str) {
         let users: Vec<UserId> = users.iter().map(|s| u(s)).collect();
-        let parts = MessageParts::new("id", None, payload, 0);
+        let parts = MessageParts::new("id", None, payload, 0, 0);
         l.store_for_users(&users, &parts, u64::MAX);
     }
 

@@ -70,7 +70,13 @@ impl MessageStore for MemoryStore {
                 continue;
             }
             let id = new_message_id();
-            let parts = MessageParts::new(&id, msg.topic.as_deref(), msg.payload.get(), now);
+            let parts = MessageParts::new(
+                &id,
+                msg.topic.as_deref(),
+                msg.payload.get(),
+                now,
+                msg.arrived_us,
+            );
             let (recipients, deliveries, broadcast) = match &msg.target {
                 // Broadcasts are live only: nothing is kept.
                 Target::Broadcast => (0, Vec::new(), Some(parts.broadcast_frame())),
@@ -120,7 +126,7 @@ impl MessageStore for MemoryStore {
             .by_ref()
             .filter(|e| e.expires_ms > now)
             .take(limit)
-            .map(|e| (e.seq, e.frame.clone()))
+            .map(|e| (e.seq, e.frame.stored()))
             .collect();
         let more = messages.len() == limit && rest.next().is_some();
         // Seqs are given out and stored under one lock, so nothing is ever in flight: every
@@ -196,6 +202,7 @@ mod tests {
             payload: RawValue::from_string("{\"x\":1}".into()).unwrap(),
             ttl_s,
             idempotency_key: key.map(String::from),
+            arrived_us: 0,
         }
     }
 

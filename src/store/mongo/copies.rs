@@ -49,8 +49,13 @@ impl MongoStore {
             if !matches!(item.fate, Fate::Store { .. }) {
                 continue;
             }
-            let parts =
-                MessageParts::new(&item.id, msg.topic.as_deref(), msg.payload.get(), item.ts);
+            let parts = MessageParts::new(
+                &item.id,
+                msg.topic.as_deref(),
+                msg.payload.get(),
+                item.ts,
+                msg.arrived_us,
+            );
             let expires = DateTime::from_millis(to_i64(
                 item.ts.saturating_add(msg.ttl_s.saturating_mul(1000)),
             ));
