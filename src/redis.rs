@@ -16,8 +16,8 @@
 //! must use a separate pub/sub connection; there is no database selection, so deployments
 //! are separated by key prefix and the expiry channel is db 0's.
 
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use redis_async::client::{ConnectionBuilder, PairedConnection, PubsubConnection};
@@ -26,6 +26,7 @@ use redis_async::resp_array;
 use tracing::{info, warn};
 
 use crate::config::RoutesConfig;
+use crate::metrics::Counters;
 
 /// Most commands sent in one pipelined round.
 const PIPELINE_CHUNK: usize = 3000;
@@ -48,6 +49,19 @@ pub struct RedisConn {
     password: String,
     timeout: Duration,
     conn: Mutex<Option<PairedConnection>>,
+    /// Where each command's latency is recorded (`herald_redis_op_seconds{command}`).
+    counters: Option<Arc<Counters>>,
+}
+
+/// The command word of `cmd` (`GET`, `HSET`...), for the latency label.
+fn command_name(cmd: &RespValue) -> &[u8] {
+    match cmd {
+        RespValue::Array(parts) => match parts.first() {
+            Some(RespValue::BulkString(b)) => b,
+            _ => b"other",
+        },
+        _ => b"other",
+    }
 }
 
 impl RedisConn {
@@ -60,7 +74,20 @@ impl RedisConn {
             password: cfg.redis_password.clone(),
             timeout: cfg.op_timeout(),
             conn: Mutex::new(None),
+            counters: None,
         })
+    }
+
+    /// Records every command's latency and failures into `counters`.
+    pub fn timed(mut self, counters: Arc<Counters>) -> Self {
+        self.counters = Some(counters);
+        self
+    }
+
+    fn observe<T>(&self, name: &[u8], start: Instant, res: &Result<T, RedisError>) {
+        if let Some(c) = &self.counters {
+            c.ops.redis.op(name).observe(start, res.is_ok());
+        }
     }
 
     fn builder(&self) -> Result<ConnectionBuilder, RedisError> {
@@ -100,6 +127,17 @@ impl RedisConn {
 
     /// One command with the timeout.
     pub async fn cmd<T: FromResp + Unpin>(&self, cmd: RespValue) -> Result<T, RedisError> {
+        let mut name = [0u8; 16];
+        let word = command_name(&cmd);
+        let n = word.len().min(name.len());
+        name[..n].copy_from_slice(&word[..n]);
+        let start = Instant::now();
+        let res = self.cmd_untimed(cmd).await;
+        self.observe(&name[..n], start, &res);
+        res
+    }
+
+    async fn cmd_untimed<T: FromResp + Unpin>(&self, cmd: RespValue) -> Result<T, RedisError> {
         let c = self.conn().await?;
         match tokio::time::timeout(self.timeout, c.send::<T>(cmd)).await {
             Ok(Ok(v)) => Ok(v),
@@ -113,6 +151,13 @@ impl RedisConn {
 
     /// Sends `cmds` back to back (one round trip per chunk) and returns every reply.
     pub async fn pipeline(&self, cmds: Vec<RespValue>) -> Result<Vec<RespValue>, RedisError> {
+        let start = Instant::now();
+        let res = self.pipeline_untimed(cmds).await;
+        self.observe(b"pipeline", start, &res);
+        res
+    }
+
+    async fn pipeline_untimed(&self, cmds: Vec<RespValue>) -> Result<Vec<RespValue>, RedisError> {
         let c = self.conn().await?;
         let mut out = Vec::with_capacity(cmds.len());
         let mut cmds = cmds.into_iter().peekable();

@@ -1,6 +1,6 @@
 //! Questions this node asks its peers directly, signed like forwards: which devices of a
 //! user a peer holds (`POST /internal/v1/presence`), for a presence that covers the whole
-//! cluster.
+//! cluster, and a peer's dashboard readings (`POST /internal/v1/view`).
 
 use std::time::Duration;
 
@@ -20,6 +20,13 @@ pub struct PresenceQuery {
     /// The asking node; must be the signed sender.
     pub from: String,
     pub user: UserId,
+}
+
+/// The body of a dashboard question.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ViewQuery {
+    /// The asking node; must be the signed sender.
+    pub from: String,
 }
 
 /// A peer's answer.
@@ -50,13 +57,43 @@ impl PeerAsk {
             from: self.me.to_string(),
             user: user.clone(),
         };
-        // unwrap: the query serializes to JSON infallibly
-        let body = bytes::Bytes::from(serde_json::to_vec(&query).unwrap());
+        let mut resp = self.post(addr, "presence", &query, self.timeout).await?;
+        let answer: PresenceAnswer = resp
+            .json()
+            .limit(MAX_ANSWER)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(answer.devices)
+    }
+
+    /// The dashboard readings (a `NodeView`, as JSON) of the peer at `addr`, waiting at
+    /// most `timeout`.
+    pub async fn view(&self, addr: &str, timeout: Duration) -> Result<bytes::Bytes, String> {
+        let query = ViewQuery {
+            from: self.me.to_string(),
+        };
+        let mut resp = self.post(addr, "view", &query, timeout).await?;
+        resp.body()
+            .limit(MAX_ANSWER)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// A signed POST of `body` to the peer's `/internal/v1/<path>`; a non-2xx is an error.
+    async fn post<B: Serialize>(
+        &self,
+        addr: &str,
+        path: &str,
+        body: &B,
+        timeout: Duration,
+    ) -> Result<awc::ClientResponse, String> {
+        // unwrap: the queries serialize to JSON infallibly
+        let body = bytes::Bytes::from(serde_json::to_vec(body).unwrap());
         let ts = now_ms();
         let sig = sign::sign(&self.secret, ts, self.me.as_str(), &body);
-        let mut resp = awc::Client::default()
-            .post(format!("http://{addr}/internal/v1/presence"))
-            .timeout(self.timeout)
+        let resp = awc::Client::default()
+            .post(format!("http://{addr}/internal/v1/{path}"))
+            .timeout(timeout)
             .insert_header((sign::HDR_NODE, self.me.as_str()))
             .insert_header((sign::HDR_TS, ts.to_string()))
             .insert_header((sign::HDR_SIG, sig))
@@ -67,11 +104,6 @@ impl PeerAsk {
         if !resp.status().is_success() {
             return Err(format!("peer answered {}", resp.status()));
         }
-        let answer: PresenceAnswer = resp
-            .json()
-            .limit(MAX_ANSWER)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(answer.devices)
+        Ok(resp)
     }
 }

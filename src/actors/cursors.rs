@@ -13,6 +13,7 @@ use actix::prelude::*;
 use tracing::warn;
 
 use crate::ids::{DeviceId, Seq, UserId};
+use crate::metrics::{ActorKind, Counters};
 use crate::store::{CursorUpdate, MessageStore, StoreError};
 
 type Key = (UserId, DeviceId);
@@ -41,24 +42,39 @@ struct FlushCursors;
 
 /// The node's way to its cursor writer.
 #[derive(Clone)]
-pub struct CursorsHandle(Addr<CursorWriter>);
+pub struct CursorsHandle {
+    addr: Addr<CursorWriter>,
+    counters: Arc<Counters>,
+}
 
 impl CursorsHandle {
     /// Starts the writer on `arbiter`; it writes at most once per `every`.
-    pub fn start(arbiter: &ArbiterHandle, store: Arc<dyn MessageStore>, every: Duration) -> Self {
-        Self(CursorWriter::start_in_arbiter(arbiter, move |_| {
-            CursorWriter::new(store, every)
-        }))
+    pub fn start(
+        arbiter: &ArbiterHandle,
+        store: Arc<dyn MessageStore>,
+        every: Duration,
+        counters: Arc<Counters>,
+    ) -> Self {
+        let c = counters.clone();
+        let addr =
+            CursorWriter::start_in_arbiter(arbiter, move |_| CursorWriter::new(store, every, c));
+        Self { addr, counters }
+    }
+
+    fn sent(&self) {
+        self.counters.actor(ActorKind::CursorWriter).sent(1);
     }
 
     /// Records a cumulative ack (written with the next flush).
     pub fn ack(&self, user: UserId, device: DeviceId, seq: Seq) {
-        self.0.do_send(Ack { user, device, seq });
+        self.sent();
+        self.addr.do_send(Ack { user, device, seq });
     }
 
     /// The device's resume point: the stored cursor or a newer ack not yet written.
     pub async fn cursor(&self, user: UserId, device: DeviceId) -> Result<Option<Seq>, StoreError> {
-        self.0
+        self.sent();
+        self.addr
             .send(GetCursor { user, device })
             .await
             .map_err(|_| StoreError::Unavailable("cursor writer stopped".into()))?
@@ -67,7 +83,8 @@ impl CursorsHandle {
     /// Writes everything pending; answers once the write finished. False when the writer
     /// had already stopped.
     pub async fn flush(&self) -> bool {
-        self.0.send(FlushCursors).await.is_ok()
+        self.sent();
+        self.addr.send(FlushCursors).await.is_ok()
     }
 }
 
@@ -80,11 +97,13 @@ struct CursorWriter {
     /// Acks handed to the store whose write has not finished.
     inflight: HashMap<Key, Seq>,
     writing: bool,
+    counters: Arc<Counters>,
 }
 
 impl CursorWriter {
-    fn new(store: Arc<dyn MessageStore>, flush_every: Duration) -> Self {
+    fn new(store: Arc<dyn MessageStore>, flush_every: Duration, counters: Arc<Counters>) -> Self {
         Self {
+            counters,
             store,
             flush_every,
             pending: HashMap::new(),
@@ -116,6 +135,7 @@ impl CursorWriter {
                     act.writing = false;
                     let written = std::mem::take(&mut act.inflight);
                     if let Err(err) = res {
+                        act.counters.actor(ActorKind::CursorWriter).error();
                         warn!(error = %err, cursors = written.len(), "ack cursor write failed, will retry");
                         for (k, seq) in written {
                             let e = act.pending.entry(k).or_insert(seq);
@@ -131,6 +151,7 @@ impl Actor for CursorWriter {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.counters.actor(ActorKind::CursorWriter).started();
         ctx.run_interval(self.flush_every, |act, ctx| act.flush(ctx));
     }
 
@@ -142,12 +163,18 @@ impl Actor for CursorWriter {
             Running::Continue
         }
     }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.counters.actor(ActorKind::CursorWriter).stopped();
+    }
 }
 
 impl Handler<Ack> for CursorWriter {
     type Result = ();
 
     fn handle(&mut self, msg: Ack, _ctx: &mut Self::Context) {
+        let c = self.counters.clone();
+        let _timed = c.handling(ActorKind::CursorWriter);
         let e = self.pending.entry((msg.user, msg.device)).or_insert(0);
         *e = (*e).max(msg.seq);
     }
@@ -157,6 +184,7 @@ impl Handler<GetCursor> for CursorWriter {
     type Result = ResponseFuture<Result<Option<Seq>, StoreError>>;
 
     fn handle(&mut self, msg: GetCursor, _ctx: &mut Self::Context) -> Self::Result {
+        let _timed = self.counters.handling(ActorKind::CursorWriter);
         let key = (msg.user, msg.device);
         let local = self
             .pending
@@ -175,6 +203,8 @@ impl Handler<FlushCursors> for CursorWriter {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, _msg: FlushCursors, ctx: &mut Self::Context) -> Self::Result {
+        let c = self.counters.clone();
+        let _timed = c.handling(ActorKind::CursorWriter);
         // `flush` uses ctx.wait, so this reply is sent only after the write finished.
         self.flush(ctx);
         Box::pin(fut::ready(()))

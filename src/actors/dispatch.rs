@@ -23,7 +23,7 @@ use crate::cluster::forward::Envelope;
 use crate::cluster::membership::Membership;
 use crate::cluster::{LivePeers, NodeInfo};
 use crate::ids::{NodeId, UserId};
-use crate::metrics::Counters;
+use crate::metrics::{ActorKind, Counters, Stage};
 use crate::store::{Accepted, Delivery};
 
 /// What dispatch needs to reach other nodes.
@@ -83,13 +83,18 @@ impl ClusterLink {
 #[derive(Clone)]
 pub struct DispatchHandle {
     hub: HubHandle,
+    counters: Arc<Counters>,
     cluster: Option<(ClusterLink, Arc<[Addr<DispatchWorker>]>)>,
 }
 
 impl DispatchHandle {
     /// Single-node dispatch: everything is local.
-    pub fn local(hub: HubHandle) -> Self {
-        Self { hub, cluster: None }
+    pub fn local(hub: HubHandle, counters: Arc<Counters>) -> Self {
+        Self {
+            hub,
+            counters,
+            cluster: None,
+        }
     }
 
     /// Cluster dispatch with `workers` dispatch actors on `arbiter`.
@@ -112,6 +117,7 @@ impl DispatchHandle {
             .collect();
         Self {
             hub,
+            counters: link.counters.clone(),
             cluster: Some((link, pool.into())),
         }
     }
@@ -132,6 +138,13 @@ impl DispatchHandle {
             }
             deliveries.append(&mut a.deliveries);
         }
+        if self.counters.timing() {
+            for d in &deliveries {
+                if let Some(at) = d.frame.arrived_us() {
+                    self.counters.stage(Stage::Dispatched, at);
+                }
+            }
+        }
         let Some((_, pool)) = &self.cluster else {
             self.hub.deliver(deliveries);
             return;
@@ -148,6 +161,7 @@ impl DispatchHandle {
                 .push(d);
         }
         for (i, batch) in per_worker {
+            self.counters.actor(ActorKind::Dispatch).sent(1);
             pool[i].do_send(Dispatch(batch));
         }
     }
@@ -245,6 +259,7 @@ impl DispatchWorker {
             }
             Err(e) => {
                 Counters::add(&self.link.counters.route_errors, 1);
+                self.link.counters.actor(ActorKind::Dispatch).error();
                 // One line per second at most while Redis is down; the counter has the rest.
                 if self
                     .last_warn
@@ -260,12 +275,22 @@ impl DispatchWorker {
 
 impl Actor for DispatchWorker {
     type Context = Context<Self>;
+
+    fn started(&mut self, _ctx: &mut Self::Context) {
+        self.link.counters.actor(ActorKind::Dispatch).started();
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.link.counters.actor(ActorKind::Dispatch).stopped();
+    }
 }
 
 impl Handler<Dispatch> for DispatchWorker {
     type Result = ();
 
     fn handle(&mut self, msg: Dispatch, ctx: &mut Self::Context) {
+        let counters = self.link.counters.clone();
+        let _timed = counters.handling(ActorKind::Dispatch);
         self.buf.extend(msg.0);
         if !self.busy {
             self.flush(ctx);

@@ -22,6 +22,7 @@ use crate::cluster::membership::Membership;
 use crate::cluster::{LivePeers, NodeInfo};
 use crate::config::RoutesConfig;
 use crate::ids::{NodeId, UserId};
+use crate::metrics::{ActorKind, Counters};
 use crate::redis::{Keys, RedisConn, EXPIRED_CHANNEL};
 
 /// Most overdue bindings handled per sweep.
@@ -40,6 +41,7 @@ pub struct Keeper {
     pub cfg: RoutesConfig,
     pub hub: HubHandle,
     pub live: LivePeers,
+    pub counters: Arc<Counters>,
 }
 
 /// What one sweep found overdue: this node's users (to re-bind or unbind) and bindings of
@@ -68,6 +70,7 @@ pub fn sort_overdue(me: &NodeId, live: &LivePeers, overdue: Vec<(String, String)
 impl Keeper {
     /// Starts the three loops on the current arbiter; they end with it.
     pub fn spawn(self: Arc<Self>) {
+        self.counters.actor(ActorKind::Keeper).started();
         actix_rt::spawn(self.clone().liveness_loop());
         actix_rt::spawn(self.clone().sweep_loop());
         actix_rt::spawn(self.expiry_loop());
@@ -77,6 +80,7 @@ impl Keeper {
         let mut healthy: Option<bool> = None;
         let mut run_id: Option<String> = None;
         loop {
+            let timed = self.counters.handling(ActorKind::Keeper);
             match self
                 .membership
                 .publish(&self.me, self.cfg.node_ttl_ms)
@@ -100,16 +104,19 @@ impl Keeper {
                     }
                     healthy = Some(true);
                     for gone in self.live.replace(live) {
+                        self.counters.peers.forget(gone.as_str());
                         warn!(node = %gone, "peer node is gone (liveness key missing)");
                     }
                 }
                 Err(e) => {
+                    self.counters.actor(ActorKind::Keeper).error();
                     if healthy != Some(false) {
                         warn!(error = %e, "redis unreachable: cross-node routing degraded, local delivery continues");
                     }
                     healthy = Some(false);
                 }
             }
+            drop(timed);
             tokio::time::sleep(self.cfg.node_refresh()).await;
         }
     }
@@ -118,9 +125,11 @@ impl Keeper {
         let every = Duration::from_millis(self.cfg.sweep_ms);
         loop {
             tokio::time::sleep(every).await;
+            let _timed = self.counters.handling(ActorKind::Keeper);
             let overdue = match self.bindings.overdue(SWEEP_BATCH).await {
                 Ok(o) => o,
                 Err(e) => {
+                    self.counters.actor(ActorKind::Keeper).error();
                     debug!(error = %e, "sweep skipped");
                     continue;
                 }
@@ -161,7 +170,10 @@ impl Keeper {
             backoff = RESUBSCRIBE_MIN;
             while let Some(item) = stream.next().await {
                 match item.map(String::from_resp) {
-                    Ok(Ok(key)) => self.on_expired(&key),
+                    Ok(Ok(key)) => {
+                        let _timed = self.counters.handling(ActorKind::Keeper);
+                        self.on_expired(&key);
+                    }
                     Ok(Err(_)) => {}
                     Err(e) => {
                         warn!(error = %e, "expiry subscription lost; resubscribing");
@@ -183,6 +195,7 @@ impl Keeper {
         } else if let Some(node) = key.strip_prefix(&self.keys.node_prefix()) {
             if let Ok(n) = NodeId::parse(node) {
                 if n != self.me.id && self.live.remove(&n) {
+                    self.counters.peers.forget(n.as_str());
                     warn!(node = %n, "peer node liveness expired");
                 }
             }

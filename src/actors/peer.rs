@@ -10,8 +10,9 @@
 //! messages from the store on their next connection (or the next live message's gap fill).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use serde::Deserialize;
@@ -23,7 +24,7 @@ use crate::cluster::forward::{encode, Envelope, FORWARD_BATCH};
 use crate::cluster::sign;
 use crate::config::ClusterConfig;
 use crate::ids::{NodeId, UserId};
-use crate::metrics::Counters;
+use crate::metrics::{ActorKind, Counters, PeerStats, Stage};
 
 /// Largest answer body read from a peer.
 const MAX_REPLY: usize = 4 * 1024 * 1024;
@@ -76,14 +77,27 @@ impl Peer {
         }
     }
 
+    /// This peer's readings (looked up per batch: a peer that left and came back gets a
+    /// fresh entry).
+    fn stats(&self) -> Arc<PeerStats> {
+        self.deps.counters.peers.of(self.id.as_str())
+    }
+
     fn send_next(&mut self, ctx: &mut Context<Self>) {
+        let stats = self.stats();
         if self.queue.is_empty() {
+            stats.queue.store(0, Ordering::Relaxed);
             self.busy = false;
             return;
         }
         self.busy = true;
         let batch = FORWARD_BATCH.take(&mut self.queue);
+        stats
+            .queue
+            .store(self.queue.len() as u64, Ordering::Relaxed);
         let n = batch.len();
+        let arrivals: Vec<u64> = batch.iter().filter_map(Envelope::arrived_us).collect();
+        let started = Instant::now();
         let body = bytes::Bytes::from(encode(self.deps.me.as_str(), &batch));
         let url = format!("http://{}/internal/v1/deliver", self.addr);
         let deps = self.deps.clone();
@@ -106,6 +120,11 @@ impl Peer {
                 Ok(reply) => {
                     debug!(node = %act.id, envelopes = n, missing = reply.missing.len(), "forwarded");
                     Counters::add(&act.deps.counters.forwarded, n as u64);
+                    stats.forwarded.fetch_add(n as u64, Ordering::Relaxed);
+                    stats.latency.record(started.elapsed());
+                    for at in arrivals {
+                        act.deps.counters.stage(Stage::Forwarded, at);
+                    }
                     if !reply.missing.is_empty() {
                         // The peer has no session for these users: its binding is stale.
                         let bindings = act.deps.bindings.clone();
@@ -122,6 +141,8 @@ impl Peer {
                 }
                 Err(e) => {
                     Counters::add(&act.deps.counters.forward_failures, n as u64);
+                    stats.drops.fetch_add(n as u64, Ordering::Relaxed);
+                    act.deps.counters.actor(ActorKind::Peer).error();
                     warn!(node = %act.id, error = %e, envelopes = n, "forward failed, dropped (store keeps the messages)");
                 }
             }
@@ -153,21 +174,37 @@ async fn post(url: &str, deps: &PeerDeps, body: bytes::Bytes) -> Result<Reply, S
 
 impl Actor for Peer {
     type Context = Context<Self>;
+
+    fn started(&mut self, _ctx: &mut Self::Context) {
+        self.deps.counters.actor(ActorKind::Peer).started();
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.deps.counters.actor(ActorKind::Peer).stopped();
+    }
 }
 
 impl Handler<Forward> for Peer {
     type Result = ();
 
     fn handle(&mut self, msg: Forward, ctx: &mut Self::Context) {
+        let deps = self.deps.clone();
+        let _timed = deps.counters.handling(ActorKind::Peer);
         self.queue.extend(msg.0);
         let cap = self.deps.cfg.peer_queue;
+        let stats = self.stats();
         if self.queue.len() > cap {
             let dropped = self.queue.len() - cap;
             self.queue.drain(..dropped);
             Counters::add(&self.deps.counters.forward_failures, dropped as u64);
+            stats.drops.fetch_add(dropped as u64, Ordering::Relaxed);
             warn!(node = %self.id, dropped, "peer queue full, dropped oldest envelopes");
         }
-        if !self.busy {
+        if self.busy {
+            stats
+                .queue
+                .store(self.queue.len() as u64, Ordering::Relaxed);
+        } else {
             self.send_next(ctx);
         }
     }
@@ -205,6 +242,7 @@ impl PeerSet {
             let peer = Peer::start_in_arbiter(&self.arbiter, move |_| Peer::new(pid, paddr, deps));
             peers.insert(id.clone(), (addr.to_string(), peer));
         }
+        self.deps.counters.actor(ActorKind::Peer).sent(1);
         // unwrap: inserted above when absent
         peers.get(id).unwrap().1.do_send(Forward(items));
     }

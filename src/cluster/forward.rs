@@ -29,6 +29,16 @@ pub enum Envelope {
     Broadcast(ByteString),
 }
 
+impl Envelope {
+    /// When the producer's request for a live message arrived (µs), for stage latencies.
+    pub fn arrived_us(&self) -> Option<u64> {
+        match self {
+            Envelope::Message(d) => d.frame.arrived_us(),
+            Envelope::Broadcast(_) => None,
+        }
+    }
+}
+
 /// A decoded forward.
 #[derive(Debug)]
 pub struct Forward {

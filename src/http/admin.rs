@@ -1,8 +1,12 @@
 //! Operator access to the operations endpoints that reveal the node's insides
-//! (`GET /api/v1/stats`): an admin key when `auth.admin_keys` is set, otherwise a loopback
-//! peer only. [`admin_access`] decides from plain inputs; [`check_admin`] feeds it a request.
+//! (`/api/v1/stats`, `/metrics`, `/dashboard`): an admin key when `auth.admin_keys` is set,
+//! otherwise a loopback peer only. The key comes as a bearer token or, for a browser opening
+//! the dashboard, as the password of HTTP Basic auth (any user name). [`admin_access`]
+//! decides from plain inputs; [`check_admin`] feeds it a request.
 
+use actix_web::http::header;
 use actix_web::HttpRequest;
+use base64::Engine;
 
 use super::error::ApiError;
 use super::{bearer, AppState};
@@ -43,10 +47,30 @@ pub fn admin_access(
     }
 }
 
+/// The password of an `Authorization: Basic …` value (`None` when it is not one).
+pub fn basic_password(value: &str) -> Option<String> {
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (_, password) = text.split_once(':')?;
+    Some(password.to_string())
+}
+
 /// [`admin_access`] for `req`; a peer address actix cannot tell counts as remote.
 pub fn check_admin(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
     let loopback = req.peer_addr().is_some_and(|a| is_loopback(a.ip()));
-    admin_access(&state.admin_keys, bearer(req), loopback).map_err(ApiError::from)
+    let basic = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(basic_password);
+    let key = bearer(req).or(basic.as_deref());
+    admin_access(&state.admin_keys, key, loopback).map_err(ApiError::from)
 }
 
 #[cfg(test)]
@@ -68,6 +92,20 @@ mod tests {
             admin_access(&keys, Some("admin-key-0123456789"), false),
             Ok(())
         );
+    }
+
+    #[test]
+    fn basic_auth_gives_its_password_and_anything_else_gives_none() {
+        let enc = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let v = format!("Basic {}", enc("ops:admin-key:with-colon"));
+        assert_eq!(basic_password(&v).as_deref(), Some("admin-key:with-colon"));
+        assert_eq!(
+            basic_password(&format!("basic {}", enc(":k"))).as_deref(),
+            Some("k")
+        );
+        assert_eq!(basic_password(&format!("Basic {}", enc("no-colon"))), None);
+        assert_eq!(basic_password("Basic !!!"), None);
+        assert_eq!(basic_password("Bearer abc"), None);
     }
 
     #[test]

@@ -55,6 +55,13 @@ impl ResponseError for ApiError {
             let secs = self.retry_after_s.unwrap_or(1);
             resp.insert_header(("Retry-After", secs.to_string()));
         }
+        if self.code == "admin_key_missing" {
+            // A browser opening the dashboard asks its user for the key.
+            resp.insert_header((
+                "WWW-Authenticate",
+                "Basic realm=\"herald admin\", charset=\"UTF-8\"",
+            ));
+        }
         resp.json(self.body())
     }
 }
@@ -113,7 +120,8 @@ impl From<super::admin::AdminRefusal> for ApiError {
             AdminRefusal::KeyMissing => ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "admin_key_missing",
-                "send an admin key (auth.admin_keys) as `Authorization: Bearer <key>`",
+                "send an admin key (auth.admin_keys) as `Authorization: Bearer <key>`, or as \
+                 the password of HTTP Basic auth",
             ),
             AdminRefusal::KeyInvalid => ApiError::new(
                 StatusCode::FORBIDDEN,

@@ -1,5 +1,6 @@
 //! HTTP surface: the WebSocket upgrade (`ws.rs`), the producer REST API (`api.rs`), the
-//! operations endpoints (`ops.rs`, operator access in `admin.rs`) and the internal
+//! operations endpoints (`ops.rs`, operator access in `admin.rs`), the cluster dashboard
+//! (`dashboard/`) and the internal
 //! node-to-node endpoint (`internal/`, on its own listener). Nothing on the public listener
 //! shows an internal listener address. Handlers parse, call one service, and answer; every error leaves
 //! through [`error::ApiError`].
@@ -7,6 +8,7 @@
 pub mod admin;
 pub mod api;
 pub mod client;
+pub mod dashboard;
 pub mod error;
 pub mod internal;
 pub mod ops;
@@ -57,6 +59,7 @@ pub struct AppState {
     pub max_sessions: usize,
     /// Per-client limits of the WebSocket upgrade.
     pub clients: client::ClientLimits,
+    pub dashboard: dashboard::Dashboard,
     pub started: Instant,
 }
 
@@ -74,6 +77,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(ops::readyz))
         .route("/api/v1/stats", web::get().to(ops::stats))
         .route("/metrics", web::get().to(ops::metrics))
+        .route("/dashboard", web::get().to(dashboard::page))
+        .route("/dashboard/data", web::get().to(dashboard::data))
         .route("/api/v1/messages", web::post().to(api::post_message))
         .route("/api/v1/messages/batch", web::post().to(api::post_batch))
         .route("/api/v1/users/{user}/messages", web::get().to(api::history))

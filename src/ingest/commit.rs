@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::metrics::{ActorKind, Counters};
 use crate::store::{Accepted, MessageStore, NewMessage, StoreError};
 
 /// Most messages coalesced into one append.
@@ -22,23 +23,27 @@ pub enum Appender {
     /// Every call goes straight to the store (cheap in-process appends).
     Direct(Arc<dyn MessageStore>),
     /// Calls are queued to the group-commit task.
-    Batched(mpsc::UnboundedSender<(Vec<NewMessage>, Reply)>),
+    Batched(
+        mpsc::UnboundedSender<(Vec<NewMessage>, Reply)>,
+        Arc<Counters>,
+    ),
 }
 
 impl Appender {
     /// A group-commit appender; its task runs on the current runtime until every handle is
     /// dropped.
-    pub fn batched(store: Arc<dyn MessageStore>) -> Self {
+    pub fn batched(store: Arc<dyn MessageStore>, counters: Arc<Counters>) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        actix_rt::spawn(run(store, rx));
-        Appender::Batched(tx)
+        actix_rt::spawn(run(store, rx, counters.clone()));
+        Appender::Batched(tx, counters)
     }
 
     /// Stores `batch`; answers once it is durable (or failed, all of it).
     pub async fn append(&self, batch: Vec<NewMessage>) -> Result<Vec<Accepted>, StoreError> {
         match self {
             Appender::Direct(store) => store.append(batch).await,
-            Appender::Batched(tx) => {
+            Appender::Batched(tx, counters) => {
+                counters.actor(ActorKind::GroupCommit).sent(1);
                 let (reply, answer) = oneshot::channel();
                 tx.send((batch, reply))
                     .map_err(|_| StoreError::Unavailable("appender stopped".into()))?;
@@ -53,8 +58,13 @@ impl Appender {
 async fn run(
     store: Arc<dyn MessageStore>,
     mut rx: mpsc::UnboundedReceiver<(Vec<NewMessage>, Reply)>,
+    counters: Arc<Counters>,
 ) {
+    let stats = counters.actor(ActorKind::GroupCommit);
+    stats.started();
     while let Some(first) = rx.recv().await {
+        // One handling (timed) per commit; the other coalesced requests count as handled.
+        let _timed = counters.handling(ActorKind::GroupCommit);
         let mut requests = vec![first];
         let mut total = requests[0].0.len();
         while total < MAX_COMMIT_MESSAGES {
@@ -66,6 +76,7 @@ async fn run(
                 Err(_) => break,
             }
         }
+        stats.count_handled(requests.len() as u64 - 1);
         let mut all = Vec::with_capacity(total);
         let mut shape = Vec::with_capacity(requests.len());
         for (msgs, reply) in requests {
@@ -80,10 +91,12 @@ async fn run(
                 }
             }
             Err(e) => {
+                stats.error();
                 for (_, reply) in shape {
                     let _ = reply.send(Err(e.clone()));
                 }
             }
         }
     }
+    stats.stopped();
 }

@@ -76,6 +76,12 @@ impl ActorStats {
         self.sent.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// `n` messages were handled without being timed one by one (coalesced into one
+    /// timed handling).
+    pub fn count_handled(&self, n: u64) {
+        self.handled.fetch_add(n, Ordering::Relaxed);
+    }
+
     /// `n` messages left a mailbox without being handled (the actor stopped first).
     pub fn dropped(&self, n: u64) {
         self.handled.fetch_add(n, Ordering::Relaxed);

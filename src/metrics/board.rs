@@ -40,14 +40,15 @@ impl QueueGauge {
         self.mailbox.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// The queue now holds `frames` frames of `bytes` bytes.
-    pub fn set(&self, frames: usize, bytes: usize, now_ms: u64) {
+    /// The queue now holds `frames` frames of `bytes` bytes; `now_ms` is asked only when
+    /// the queue stops being empty.
+    pub fn set(&self, frames: usize, bytes: usize, now_ms: impl FnOnce() -> u64) {
         let was = self.frames.swap(frames as u64, Ordering::Relaxed);
         self.bytes.store(bytes as u64, Ordering::Relaxed);
         if frames == 0 {
             self.backlog_since_ms.store(0, Ordering::Relaxed);
         } else if was == 0 {
-            self.backlog_since_ms.store(now_ms, Ordering::Relaxed);
+            self.backlog_since_ms.store(now_ms(), Ordering::Relaxed);
         }
     }
 }
@@ -230,16 +231,16 @@ mod tests {
             .enumerate()
             .map(|(i, n)| b.register(i as u64, Arc::from(*n), Arc::from("d"), 1_000))
             .collect();
-        gauges[0].set(5, 500, 2_000);
-        gauges[1].set(9, 900, 3_000);
-        gauges[1].set(7, 700, 3_500); // still backlogged since 3 000
+        gauges[0].set(5, 500, || 2_000);
+        gauges[1].set(9, 900, || 3_000);
+        gauges[1].set(7, 700, || 3_500); // still backlogged since 3 000
         let rows = b.deepest(10, 4_000);
         let users: Vec<&str> = rows.iter().map(|r| r.user.as_str()).collect();
         assert_eq!(users, ["b", "a"]);
         assert_eq!((rows[0].frames, rows[0].bytes), (7, 700));
         assert_eq!(rows[0].backlog_ms, 1_000);
         assert_eq!(rows[0].connected_ms, 3_000);
-        gauges[1].set(0, 0, 4_000);
+        gauges[1].set(0, 0, || 4_000);
         b.unregister(0);
         assert!(b.deepest(10, 5_000).is_empty());
     }

@@ -4,10 +4,11 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::{ActorKind, Counters, Snapshot, Stage};
+use super::{ActorKind, Counters, ProcessReadings, Snapshot, Stage};
 
 /// What is read off [`Counters`] once a second.
 #[derive(Debug, Clone, Default)]
@@ -23,6 +24,17 @@ pub struct Tick {
     pub actors: Vec<ActorTick>,
     /// (backend, op, latencies, errors) for every store and Redis operation.
     pub ops: Vec<(&'static str, &'static str, Snapshot, u64)>,
+    pub peers: Vec<PeerTick>,
+    pub process: ProcessReadings,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PeerTick {
+    pub peer: Arc<str>,
+    pub queue: u64,
+    pub forwarded: u64,
+    pub drops: u64,
+    pub latency: Snapshot,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -56,8 +68,22 @@ impl Tick {
                 ops.push((backend, name, s.latency.snapshot(), g(&s.errors)));
             }
         }
+        let peers = c
+            .peers
+            .all()
+            .into_iter()
+            .map(|(peer, s)| PeerTick {
+                peer,
+                queue: g(&s.queue),
+                forwarded: g(&s.forwarded),
+                drops: g(&s.drops),
+                latency: s.latency.snapshot(),
+            })
+            .collect();
         Tick {
             now_ms,
+            peers,
+            process: ProcessReadings::default(),
             sessions: g(&c.sessions_live),
             accepted: g(&c.accepted),
             delivered: g(&c.delivered),
@@ -88,6 +114,19 @@ pub struct Sample {
     pub errors_per_s: f64,
     /// Producer-to-socket latency over the second, ms (`None`: nothing written).
     pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    /// CPU time over the second, in cores (1.0 = one core busy).
+    pub cpu: Option<f64>,
+    pub rss_bytes: Option<u64>,
+}
+
+/// One peer's forwarding over the last second.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PeerRow {
+    pub peer: String,
+    pub queue: u64,
+    pub per_s: f64,
+    pub drops_per_s: f64,
     pub p99_ms: Option<f64>,
 }
 
@@ -120,6 +159,13 @@ pub struct History {
     prev: Option<Tick>,
     pub actors: Vec<ActorRow>,
     pub ops: Vec<OpRow>,
+    pub peers: Vec<PeerRow>,
+}
+
+impl Default for History {
+    fn default() -> Self {
+        History::new(300)
+    }
 }
 
 fn ms(s: Option<f64>) -> Option<f64> {
@@ -135,6 +181,15 @@ impl History {
             prev: None,
             actors: Vec::new(),
             ops: Vec::new(),
+            peers: Vec::new(),
+        }
+    }
+
+    /// Keeps the last `cap` samples from now on.
+    pub fn set_cap(&mut self, cap: usize) {
+        self.cap = cap.max(1);
+        while self.samples.len() > self.cap {
+            self.samples.pop_front();
         }
     }
 
@@ -159,7 +214,30 @@ impl History {
             errors_per_s: rate(now.errors, prev.errors),
             p50_ms: ms(window.quantile_s(0.5)),
             p99_ms: ms(window.quantile_s(0.99)),
+            cpu: now
+                .process
+                .cpu_seconds
+                .zip(prev.process.cpu_seconds)
+                .map(|(a, b)| ((a - b).max(0.0) / secs * 100.0).round() / 100.0),
+            rss_bytes: now.process.resident_memory_bytes,
         };
+        self.peers = now
+            .peers
+            .iter()
+            .map(|p| {
+                let before = prev.peers.iter().find(|q| q.peer == p.peer);
+                let (fwd, drops, lat) = before.map_or((0, 0, Snapshot::default()), |b| {
+                    (b.forwarded, b.drops, b.latency)
+                });
+                PeerRow {
+                    peer: p.peer.to_string(),
+                    queue: p.queue,
+                    per_s: rate(p.forwarded, fwd),
+                    drops_per_s: rate(p.drops, drops),
+                    p99_ms: ms(p.latency.since(&lat).quantile_s(0.99)),
+                }
+            })
+            .collect();
         self.actors = ActorKind::ALL
             .iter()
             .zip(now.actors.iter().zip(prev.actors.iter()))

@@ -14,9 +14,10 @@ mod history;
 mod ops;
 mod process;
 mod readings;
+mod view;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus_client::encoding::text::encode;
@@ -26,10 +27,11 @@ pub use self::actors::{ActorKind, ActorStats, Handling, Stage};
 pub use self::board::{PeerStats, QueueGauge, QueueRow, SESSIONS_PER_USER};
 use self::export::Exporter;
 pub use self::histogram::{Histogram, Snapshot};
-pub use self::history::{History, Sample};
+pub use self::history::{ActorRow, History, OpRow, PeerRow, Sample, Tick};
 pub use self::ops::{OpStats, OpTable, REDIS_OPS, STORE_OPS};
 pub use self::process::ProcessReadings;
 pub use self::readings::{Kind, Reading, READINGS};
+pub use self::view::{Closes, NodeView, DEEPEST_QUEUES};
 
 use self::board::{PeerBoard, SessionBoard, UsersBySessions};
 
@@ -130,12 +132,31 @@ pub struct Counters {
     /// `metrics.timing = false`: no handling-time or stage-latency observations (counts,
     /// queue depths and backend latencies stay).
     timing_off: AtomicBool,
+    /// The last minutes, one sample a second (see [`Counters::sample`]).
+    history: Mutex<History>,
 }
 
 impl Counters {
     /// Turns handling-time and stage-latency observations on or off.
     pub fn set_timing(&self, on: bool) {
         self.timing_off.store(!on, Ordering::Relaxed);
+    }
+
+    /// Keeps `seconds` of history for the dashboard.
+    pub fn set_history(&self, seconds: usize) {
+        self.history().set_cap(seconds);
+    }
+
+    /// The dashboard's history ring.
+    pub fn history(&self) -> MutexGuard<'_, History> {
+        self.history.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes this second's reading into the history (once a second, by the node).
+    pub fn sample(&self, now_ms: u64) {
+        let mut tick = Tick::read(self, now_ms);
+        tick.process = ProcessReadings::now();
+        self.history().push(tick);
     }
 
     pub fn timing(&self) -> bool {

@@ -34,7 +34,10 @@ pub(super) struct Redis {
 }
 
 /// Step 2 in cluster mode: the Redis connection and binding table; `None` on a single node.
-pub(super) fn open_redis(cfg: &Config) -> Result<Option<Redis>, StartError> {
+pub(super) fn open_redis(
+    cfg: &Config,
+    counters: &Arc<Counters>,
+) -> Result<Option<Redis>, StartError> {
     if cfg.routes.backend == RoutesBackend::Memory {
         return Ok(None);
     }
@@ -45,7 +48,11 @@ pub(super) fn open_redis(cfg: &Config) -> Result<Option<Redis>, StartError> {
              set store.backend = \"mongo\" for the cluster-wide delivery promise"
         );
     }
-    let conn = Arc::new(RedisConn::new(&cfg.routes).map_err(StartError::Redis)?);
+    let conn = Arc::new(
+        RedisConn::new(&cfg.routes)
+            .map_err(StartError::Redis)?
+            .timed(counters.clone()),
+    );
     let keys = Keys::new(&cfg.routes.key_prefix);
     let bindings = Arc::new(RedisBindings::new(
         conn.clone(),
@@ -83,11 +90,13 @@ impl ClusterParts {
 fn internal_server(
     cfg: &Arc<Config>,
     listener: TcpListener,
+    node: &NodeId,
     hub: &HubHandle,
     counters: &Arc<Counters>,
 ) -> Result<actix_web::dev::Server, StartError> {
     let state = web::Data::new(Arc::new(InternalState::new(
         cfg,
+        node.clone(),
         hub.clone(),
         counters.clone(),
     )));
@@ -160,9 +169,10 @@ pub(super) fn start(
         cfg: cfg.routes.clone(),
         hub: actors.hub.clone(),
         live: live.clone(),
+        counters: counters.clone(),
     });
     actors.arbiter.spawn_fn(move || keeper.spawn());
-    let server = internal_server(cfg, listener, &actors.hub, counters)?;
+    let server = internal_server(cfg, listener, node, &actors.hub, counters)?;
     info!(node = %node, internal = %internal_addr, "internal listener up");
     let parts = ClusterParts {
         membership,

@@ -29,6 +29,7 @@ use crate::bindings::Bindings;
 use crate::cluster::LivePeers;
 use crate::config::{Config, StoreBackend};
 use crate::http::client::ClientLimits;
+use crate::http::dashboard::Dashboard;
 use crate::http::{self, AppState, Backends};
 use crate::ids::NodeId;
 use crate::ingest::commit::Appender;
@@ -36,7 +37,7 @@ use crate::ingest::Ingest;
 use crate::metrics::Counters;
 use crate::store::memory::MemoryStore;
 use crate::store::mongo::MongoStore;
-use crate::store::MessageStore;
+use crate::store::{MessageStore, TimedStore};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -115,7 +116,7 @@ fn start_actors(
         counters.clone(),
     );
     let every = Duration::from_millis(cfg.store.cursor_flush_ms);
-    let cursors = CursorsHandle::start(&arbiter.handle(), store.clone(), every);
+    let cursors = CursorsHandle::start(&arbiter.handle(), store.clone(), every, counters.clone());
     let check = positions::position_loop(
         hub.clone(),
         store.clone(),
@@ -123,10 +124,22 @@ fn start_actors(
         counters.clone(),
     );
     arbiter.spawn(check);
+    counters.set_history(cfg.metrics.history_s as usize);
+    arbiter.spawn(sample_loop(counters.clone()));
     Actors {
         arbiter,
         hub,
         cursors,
+    }
+}
+
+/// Takes the dashboard's reading once a second, for as long as the node runs.
+async fn sample_loop(counters: Arc<Counters>) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        counters.sample(crate::clock::now_ms());
     }
 }
 
@@ -141,10 +154,12 @@ pub async fn start_with_store(
     let node = node_id(&cfg);
     let verifier = Arc::new(TokenVerifier::from_config(&cfg.auth)?);
     let counters = Arc::new(Counters::default());
+    counters.set_timing(cfg.metrics.timing);
+    let store: Arc<dyn MessageStore> = Arc::new(TimedStore::new(store, counters.clone()));
     let addr = listener.local_addr().map_err(StartError::Listen)?;
     let live = LivePeers::default();
     // Step 2, the binding table.
-    let redis = cluster::open_redis(&cfg)?;
+    let redis = cluster::open_redis(&cfg, &counters)?;
     let bindings: Arc<dyn Bindings> = match &redis {
         Some(r) => r.bindings.clone(),
         None => Arc::new(MemoryBindings::default()),
@@ -152,7 +167,10 @@ pub async fn start_with_store(
     let actors = start_actors(&cfg, &node, &bindings, &store, &counters);
     // Step 4, the cluster: forwarding, upkeep, the internal listener.
     let (dispatch, cluster) = match redis {
-        None => (DispatchHandle::local(actors.hub.clone()), None),
+        None => (
+            DispatchHandle::local(actors.hub.clone(), counters.clone()),
+            None,
+        ),
         Some(redis) => {
             let (dispatch, parts) =
                 cluster::start(&cfg, &node, addr, redis, &actors, &live, &counters)?;
@@ -190,6 +208,7 @@ pub async fn start_with_store(
         draining: Default::default(),
         max_sessions: cfg.max_sessions(),
         clients: ClientLimits::new(&cfg.server, cfg.session.max_per_user),
+        dashboard: Dashboard::new(Duration::from_millis(cfg.metrics.peer_timeout_ms)),
         started: Instant::now(),
     });
     // Step 5, the public HTTP server.
@@ -220,7 +239,7 @@ fn ingest(
 ) -> Ingest {
     let appender = match cfg.store.backend {
         StoreBackend::Memory => Appender::Direct(store.clone()),
-        StoreBackend::Mongo => Appender::batched(store.clone()),
+        StoreBackend::Mongo => Appender::batched(store.clone(), counters.clone()),
     };
     Ingest::new(
         cfg.ingest.clone(),

@@ -6,6 +6,9 @@
 
 pub mod memory;
 pub mod mongo;
+mod timed;
+
+pub use self::timed::TimedStore;
 
 use std::sync::Arc;
 

@@ -22,7 +22,7 @@ use crate::bindings::Bindings;
 use crate::clock::now_ms;
 use crate::frames::CloseReason;
 use crate::ids::{DeviceId, NodeId, Seq, SessionId, UserId};
-use crate::metrics::Counters;
+use crate::metrics::{ActorKind, Counters};
 
 struct Member {
     session: SessionId,
@@ -86,6 +86,7 @@ impl Hub {
         let removed = members.len() < before;
         if removed {
             self.sessions -= 1;
+            self.counters.users_by_sessions.moved(before, members.len());
         }
         if members.is_empty() {
             self.users.remove(user);
@@ -130,16 +131,19 @@ impl Hub {
         let waiters = std::mem::take(&mut self.bind_waiters);
         let bindings = self.bindings.clone();
         let node = self.node.clone();
+        let counters = self.counters.clone();
         self.flushing = true;
         ctx.spawn(
             async move {
                 if !bind.is_empty() {
                     if let Err(err) = bindings.bind(&node, &bind).await {
+                        counters.actor(ActorKind::Hub).error();
                         warn!(error = %err, users = bind.len(), "bind failed");
                     }
                 }
                 if !unbind.is_empty() {
                     if let Err(err) = bindings.unbind(&node, &unbind).await {
+                        counters.actor(ActorKind::Hub).error();
                         warn!(error = %err, users = unbind.len(), "unbind failed");
                     }
                 }
@@ -162,6 +166,7 @@ impl Actor for Hub {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.counters.actor(ActorKind::Hub).started();
         ctx.run_interval(BINDING_FLUSH, |hub, ctx| hub.flush_bindings(ctx));
         // The seed's "heartbeat renews the binding", batched: one pipelined write per
         // refresh for all local users instead of one per client ping.
@@ -169,12 +174,18 @@ impl Actor for Hub {
             hub.to_bind.extend(hub.users.keys().cloned());
         });
     }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.counters.actor(ActorKind::Hub).stopped();
+    }
 }
 
 impl Handler<Join> for Hub {
     type Result = ();
 
     fn handle(&mut self, msg: Join, ctx: &mut Self::Context) {
+        let c = self.counters.clone();
+        let _timed = c.handling(ActorKind::Hub);
         if self.draining {
             msg.handle.close(CloseReason::GoingAway);
             return;
@@ -190,6 +201,9 @@ impl Handler<Join> for Hub {
             }
             let _ = msg.bound.send(());
         }
+        self.counters
+            .users_by_sessions
+            .moved(members.len(), members.len() + 1);
         members.push(Member {
             session: msg.session,
             device: msg.device,
@@ -207,6 +221,8 @@ impl Handler<Leave> for Hub {
     type Result = ();
 
     fn handle(&mut self, msg: Leave, _ctx: &mut Self::Context) {
+        let c = self.counters.clone();
+        let _timed = c.handling(ActorKind::Hub);
         self.remove(&msg.user, msg.session);
     }
 }
@@ -215,6 +231,8 @@ impl Handler<Deliver> for Hub {
     type Result = MessageResult<Deliver>;
 
     fn handle(&mut self, msg: Deliver, _ctx: &mut Self::Context) -> Self::Result {
+        let c = self.counters.clone();
+        let _timed = c.handling(ActorKind::Hub);
         Counters::sub(&self.counters.hub_backlog, msg.0.len() as u64);
         let mut missing = Vec::new();
         for d in msg.0 {
@@ -233,6 +251,7 @@ impl Handler<Deliver> for Hub {
             let dropped = before - members.len();
             if dropped > 0 {
                 self.sessions -= dropped;
+                counters.users_by_sessions.moved(before, members.len());
                 if members.is_empty() {
                     self.users.remove(&d.user);
                     self.pushed.remove(&d.user);
@@ -255,6 +274,8 @@ impl Handler<Rebind> for Hub {
     type Result = ();
 
     fn handle(&mut self, msg: Rebind, _ctx: &mut Self::Context) {
+        let c = self.counters.clone();
+        let _timed = c.handling(ActorKind::Hub);
         for u in msg.users {
             if self.users.contains_key(&u) {
                 self.to_bind.push(u);
@@ -269,6 +290,8 @@ impl Handler<RebindAll> for Hub {
     type Result = ();
 
     fn handle(&mut self, _msg: RebindAll, _ctx: &mut Self::Context) {
+        let c = self.counters.clone();
+        let _timed = c.handling(ActorKind::Hub);
         self.to_bind.extend(self.users.keys().cloned());
     }
 }
@@ -277,6 +300,8 @@ impl Handler<Broadcast> for Hub {
     type Result = ();
 
     fn handle(&mut self, msg: Broadcast, _ctx: &mut Self::Context) {
+        let c = self.counters.clone();
+        let _timed = c.handling(ActorKind::Hub);
         Counters::sub(&self.counters.hub_backlog, msg.weight);
         let counters = &self.counters;
         let mut dropped = 0;
@@ -287,7 +312,10 @@ impl Handler<Broadcast> for Hub {
                 let offered = m.handle.offer_broadcast(msg.frame.clone());
                 Hub::kept(m, offered, counters)
             });
-            dropped += before - members.len();
+            if members.len() < before {
+                dropped += before - members.len();
+                counters.users_by_sessions.moved(before, members.len());
+            }
             if members.is_empty() {
                 emptied.push(user.clone());
             }
@@ -305,6 +333,8 @@ impl Handler<Presence> for Hub {
     type Result = MessageResult<Presence>;
 
     fn handle(&mut self, msg: Presence, _ctx: &mut Self::Context) -> Self::Result {
+        let c = self.counters.clone();
+        let _timed = c.handling(ActorKind::Hub);
         let devices = self
             .users
             .get(&msg.0)
@@ -328,6 +358,8 @@ impl Handler<LocalUsers> for Hub {
     type Result = MessageResult<LocalUsers>;
 
     fn handle(&mut self, _: LocalUsers, _ctx: &mut Self::Context) -> Self::Result {
+        let c = self.counters.clone();
+        let _timed = c.handling(ActorKind::Hub);
         MessageResult(self.users.keys().cloned().collect())
     }
 }
@@ -336,6 +368,8 @@ impl Handler<Positions> for Hub {
     type Result = ();
 
     fn handle(&mut self, msg: Positions, _ctx: &mut Self::Context) {
+        let c = self.counters.clone();
+        let _timed = c.handling(ActorKind::Hub);
         for (user, seq) in msg.users.iter().zip(msg.seqs) {
             if self.pushed.get(user).is_some_and(|p| *p >= seq) {
                 // Everything up to it went through here to every session of the user.
@@ -353,6 +387,8 @@ impl Handler<Drain> for Hub {
     type Result = usize;
 
     fn handle(&mut self, _msg: Drain, _ctx: &mut Self::Context) -> usize {
+        let c = self.counters.clone();
+        let _timed = c.handling(ActorKind::Hub);
         self.draining = true;
         let n = self.sessions;
         for members in self.users.values() {
@@ -368,6 +404,8 @@ impl Handler<GetStats> for Hub {
     type Result = MessageResult<GetStats>;
 
     fn handle(&mut self, _msg: GetStats, _ctx: &mut Self::Context) -> Self::Result {
+        let c = self.counters.clone();
+        let _timed = c.handling(ActorKind::Hub);
         MessageResult(HubStats {
             sessions: self.sessions,
             users: self.users.len(),

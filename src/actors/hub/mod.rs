@@ -19,7 +19,7 @@ use self::actor::Hub;
 use super::session::SessionHandle;
 use crate::bindings::Bindings;
 use crate::ids::{DeviceId, NodeId, Seq, SessionId, UserId};
-use crate::metrics::Counters;
+use crate::metrics::{ActorKind, Counters};
 use crate::store::Delivery;
 
 /// How often pending binds/unbinds are written, as one batch.
@@ -146,6 +146,27 @@ impl HubHandle {
         Self { addr, counters }
     }
 
+    /// Sends without waiting, counted as sent to the hub (its queue depth is sent minus
+    /// handled).
+    fn tell<M>(&self, msg: M)
+    where
+        M: Message<Result: Send> + Send + 'static,
+        Hub: Handler<M>,
+    {
+        self.counters.actor(ActorKind::Hub).sent(1);
+        self.addr.do_send(msg);
+    }
+
+    /// Sends and waits for the answer, counted like [`tell`](Self::tell).
+    async fn ask<M>(&self, msg: M) -> Result<M::Result, HubGone>
+    where
+        M: Message<Result: Send> + Send + 'static,
+        Hub: Handler<M>,
+    {
+        self.counters.actor(ActorKind::Hub).sent(1);
+        self.addr.send(msg).await.map_err(|_| HubGone)
+    }
+
     /// Registers a session; the receiver fires once its user's binding is written.
     pub fn join(
         &self,
@@ -155,7 +176,7 @@ impl HubHandle {
         handle: SessionHandle,
     ) -> oneshot::Receiver<()> {
         let (bound, is_bound) = oneshot::channel();
-        self.addr.do_send(Join {
+        self.tell(Join {
             user,
             device,
             session,
@@ -167,7 +188,7 @@ impl HubHandle {
 
     /// Unregisters a session.
     pub fn leave(&self, user: UserId, session: SessionId) {
-        self.addr.do_send(Leave { user, session });
+        self.tell(Leave { user, session });
     }
 
     /// Deliveries handed to the hub and not yet fanned out.
@@ -185,7 +206,7 @@ impl HubHandle {
             return;
         }
         self.count(items.len() as u64);
-        self.addr.do_send(Deliver(items));
+        self.tell(Deliver(items));
     }
 
     /// [`deliver`](Self::deliver), answering the users with no session here.
@@ -197,19 +218,19 @@ impl HubHandle {
             return Ok(Vec::new());
         }
         self.count(items.len() as u64);
-        self.addr.send(Deliver(items)).await.map_err(|_| HubGone)
+        self.ask(Deliver(items)).await
     }
 
     /// Pushes a broadcast frame to every local session (counted once per live session).
     pub fn broadcast(&self, frame: ByteString) {
         let weight = Counters::get(&self.counters.sessions_live).max(1);
         self.count(weight);
-        self.addr.do_send(Broadcast { frame, weight });
+        self.tell(Broadcast { frame, weight });
     }
 
     /// Re-binds the given users if they are still here (else unbinds, with `unbind_absent`).
     pub fn rebind(&self, users: Vec<UserId>, unbind_absent: bool) {
-        self.addr.do_send(Rebind {
+        self.tell(Rebind {
             users,
             unbind_absent,
         });
@@ -217,31 +238,31 @@ impl HubHandle {
 
     /// Re-binds every local user now.
     pub fn rebind_all(&self) {
-        self.addr.do_send(RebindAll);
+        self.tell(RebindAll);
     }
 
     /// The user's devices connected to this node.
     pub async fn presence(&self, user: UserId) -> Result<Vec<DevicePresence>, HubGone> {
-        self.addr.send(Presence(user)).await.map_err(|_| HubGone)
+        self.ask(Presence(user)).await
     }
 
     /// Every user with a session here (for the position check).
     pub async fn local_users(&self) -> Result<Vec<UserId>, HubGone> {
-        self.addr.send(LocalUsers).await.map_err(|_| HubGone)
+        self.ask(LocalUsers).await
     }
 
     /// Tells each local session of `users[i]` that its newest stored seq is `seqs[i]`.
     pub fn positions(&self, users: Vec<UserId>, seqs: Vec<Seq>) {
-        self.addr.do_send(Positions { users, seqs });
+        self.tell(Positions { users, seqs });
     }
 
     /// Closes every session with 1001 and refuses new ones; how many were asked to close.
     pub async fn drain(&self) -> usize {
-        self.addr.send(Drain).await.unwrap_or(0)
+        self.ask(Drain).await.unwrap_or(0)
     }
 
     /// Sessions, users, draining.
     pub async fn stats(&self) -> Result<HubStats, HubGone> {
-        self.addr.send(GetStats).await.map_err(|_| HubGone)
+        self.ask(GetStats).await
     }
 }

@@ -2,11 +2,14 @@
 //! reports a full mailbox, so the hub never blocks on a slow client. The message behind it
 //! is private to the session module.
 
+use std::sync::Arc;
+
 use actix::prelude::*;
 use bytestring::ByteString;
 
 use crate::frames::{CloseReason, Frame};
 use crate::ids::Seq;
+use crate::metrics::QueueGauge;
 
 /// Hub -> session: something to write to the socket.
 #[derive(Message, Debug, Clone)]
@@ -32,14 +35,22 @@ pub enum Offered {
     Gone,
 }
 
-/// How the hub reaches one session, without knowing the transport behind it.
+/// How the hub reaches one session, without knowing the transport behind it. Pushes in
+/// the session's mailbox are counted on its queue gauge (actix does not tell mailbox
+/// lengths): offered here, taken by the session's handler.
 #[derive(Clone)]
-pub struct SessionHandle(pub(super) Recipient<Push>);
+pub struct SessionHandle {
+    pub(super) tx: Recipient<Push>,
+    pub(super) gauge: Arc<QueueGauge>,
+}
 
 impl SessionHandle {
     fn offer(&self, push: Push) -> Offered {
-        match self.0.try_send(push) {
-            Ok(()) => Offered::Taken,
+        match self.tx.try_send(push) {
+            Ok(()) => {
+                self.gauge.offered();
+                Offered::Taken
+            }
             Err(SendError::Full(_)) => Offered::Full,
             Err(SendError::Closed(_)) => Offered::Gone,
         }
@@ -63,6 +74,7 @@ impl SessionHandle {
 
     /// Asks the session to close (queued even when its mailbox is full).
     pub fn close(&self, reason: CloseReason) {
-        self.0.do_send(Push::Close(reason));
+        self.gauge.offered();
+        self.tx.do_send(Push::Close(reason));
     }
 }

@@ -35,12 +35,12 @@ use self::outbound::{Budget, Out, Outbound, Writer};
 use super::cursors::CursorsHandle;
 use super::hub::HubHandle;
 use crate::auth::TokenVerifier;
-use crate::clock::now_s;
+use crate::clock::{now_ms, now_s};
 use crate::config::SessionConfig;
 use crate::frames::{self, CloseReason};
 use crate::ids::{DeviceId, NodeId, Seq, SessionId, UserId};
 use crate::limits::SessionSlot;
-use crate::metrics::Counters;
+use crate::metrics::{ActorKind, Counters, QueueGauge};
 use crate::store::{MessageStore, Page, StoreError};
 
 /// Longest a new session waits for its route binding before reading the store anyway.
@@ -96,6 +96,8 @@ pub struct WsSession {
     order: Option<Order>,
     /// Last time anything arrived from the client.
     last_heard: Instant,
+    /// The session's mailbox and outbound queue, as the dashboard sees them.
+    gauge: Arc<QueueGauge>,
 }
 
 impl WsSession {
@@ -113,19 +115,28 @@ impl WsSession {
             frames: deps.cfg.outbound_queue,
             bytes: deps.cfg.outbound_bytes,
         };
+        let id = SessionId::next();
+        let gauge = deps.counters.queues.register(
+            id.0,
+            opening.user.shared(),
+            opening.device.shared(),
+            now_ms(),
+        );
+        let out = Outbound::new(sink, budget, gate, gauge.clone(), deps.counters.clone());
         WsSession::create(move |ctx| {
             ctx.add_stream(inbound);
             Self {
-                id: SessionId::next(),
+                id,
                 user: opening.user,
                 device: opening.device,
                 expires_at: opening.expires_at,
                 resume: opening.resume,
                 _slot: opening.slot,
                 deps,
-                out: Outbound::new(sink, budget, gate),
+                out,
                 order: None,
                 last_heard: Instant::now(),
+                gauge,
             }
         });
     }
@@ -278,12 +289,15 @@ impl Actor for WsSession {
         ctx.set_mailbox_capacity(self.deps.cfg.outbound_queue);
         Counters::add(&self.deps.counters.sessions_opened, 1);
         Counters::add(&self.deps.counters.sessions_live, 1);
-        let is_bound = self.deps.hub.join(
-            self.user.clone(),
-            self.device.clone(),
-            self.id,
-            SessionHandle(ctx.address().recipient()),
-        );
+        self.deps.counters.actor(ActorKind::Session).started();
+        let handle = SessionHandle {
+            tx: ctx.address().recipient(),
+            gauge: self.gauge.clone(),
+        };
+        let is_bound = self
+            .deps
+            .hub
+            .join(self.user.clone(), self.device.clone(), self.id, handle);
         ctx.spawn(Writer);
         // Expiry and silence are checked more often than the ping interval so that a short
         // heartbeat timeout (tests) or an expiring token is acted on promptly.
@@ -312,6 +326,8 @@ impl Actor for WsSession {
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         Counters::sub(&self.deps.counters.sessions_live, 1);
+        self.deps.counters.actor(ActorKind::Session).stopped();
+        self.deps.counters.queues.unregister(self.id.0);
         self.deps.hub.leave(self.user.clone(), self.id);
     }
 }
@@ -320,6 +336,9 @@ impl Handler<Push> for WsSession {
     type Result = ();
 
     fn handle(&mut self, msg: Push, ctx: &mut Self::Context) {
+        self.gauge.taken();
+        let deps = self.deps.clone();
+        let _timed = deps.counters.handling(ActorKind::Session);
         if self.out.is_closing() {
             return;
         }

@@ -16,6 +16,7 @@
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use actix_ws::Message;
@@ -25,7 +26,9 @@ use futures_util::Sink;
 
 use super::inbound::Gate;
 use super::WsSession;
+use crate::clock::now_ms;
 use crate::frames::{self, CloseReason, Frame};
+use crate::metrics::{Counters, QueueGauge, Stage};
 
 /// One frame towards the client.
 pub enum Out {
@@ -72,6 +75,10 @@ pub struct Outbound {
     waker: Option<Waker>,
     /// A close frame is queued: nothing else is accepted.
     closing: bool,
+    /// Frames and bytes queued, for the dashboard.
+    gauge: Arc<QueueGauge>,
+    /// Where a live message's arrival-to-socket latency is recorded.
+    counters: Arc<Counters>,
 }
 
 /// Why the writer stopped.
@@ -83,7 +90,13 @@ pub enum Finished {
 }
 
 impl Outbound {
-    pub fn new(sink: actix_ws::Session, budget: Budget, gate: Rc<Gate>) -> Self {
+    pub fn new(
+        sink: actix_ws::Session,
+        budget: Budget,
+        gate: Rc<Gate>,
+        gauge: Arc<QueueGauge>,
+        counters: Arc<Counters>,
+    ) -> Self {
         Self {
             sink,
             queue: VecDeque::new(),
@@ -94,7 +107,13 @@ impl Outbound {
             gate,
             waker: None,
             closing: false,
+            gauge,
+            counters,
         }
+    }
+
+    fn gauge(&self) {
+        self.gauge.set(self.queue.len(), self.bytes, now_ms);
     }
 
     /// Frames waiting for the socket.
@@ -131,6 +150,7 @@ impl Outbound {
         if self.is_full() {
             self.gate.shut();
         }
+        self.gauge();
         self.wake();
     }
 
@@ -161,6 +181,7 @@ impl Outbound {
         self.json_pong = false;
         self.queue.push_back(Out::Close(reason));
         self.closing = true;
+        self.gauge();
         self.wake();
     }
 
@@ -177,6 +198,7 @@ impl Outbound {
         }
         let out = self.queue.pop_front()?;
         self.bytes -= out.bytes();
+        self.gauge();
         if self.gate.is_shut()
             && self.queue.len() <= self.budget.frames / 2
             && self.bytes <= self.budget.bytes / 2
@@ -185,7 +207,12 @@ impl Outbound {
         }
         Some(match out {
             Out::Text(t) => (Message::Text(t), false),
-            Out::Message(f) => (Message::Text(f.to_text()), false),
+            Out::Message(f) => {
+                if let Some(at) = f.arrived_us() {
+                    self.counters.stage(Stage::Socket, at);
+                }
+                (Message::Text(f.to_text()), false)
+            }
             Out::JsonPong => {
                 self.json_pong = false;
                 (Message::Text(frames::pong()), false)

@@ -1,7 +1,8 @@
 //! The internal listener's endpoints: `POST /internal/v1/deliver`, signed batches of
 //! envelopes from peer nodes handed to the local hub, and `POST /internal/v1/presence`, a
-//! peer asking which devices of a user are connected here. Never exposed through the load
-//! balancer.
+//! peer asking which devices of a user are connected here, and `POST /internal/v1/view`,
+//! the node's dashboard readings for the node that renders the cluster page. Never exposed
+//! through the load balancer.
 //!
 //! A request is checked in the order that costs an attacker the most and the node the
 //! least: the signed headers first (sender id, fresh timestamp, canonical signature; 401),
@@ -19,19 +20,22 @@ use std::sync::Arc;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::error::ApiError;
-use crate::actors::ask::{PresenceAnswer, PresenceQuery};
+use crate::actors::ask::{PresenceAnswer, PresenceQuery, ViewQuery};
 use crate::actors::hub::HubHandle;
 use crate::clock::now_ms;
 use crate::cluster::forward::{self, Forward};
 use crate::cluster::sign::{self, SignError, Verifier};
 use crate::config::Config;
-use crate::metrics::Counters;
+use crate::ids::NodeId;
+use crate::metrics::{Counters, NodeView};
 
 pub use self::body::{BodyError, BodyLimits};
 pub use self::refusals::Refusals;
 
 /// State of the internal listener.
 pub struct InternalState {
+    pub node: NodeId,
+    pub counters: Arc<Counters>,
     pub verifier: Verifier,
     pub hub: HubHandle,
     /// Size and time limits of a forward's body.
@@ -41,8 +45,10 @@ pub struct InternalState {
 }
 
 impl InternalState {
-    pub fn new(cfg: &Config, hub: HubHandle, counters: Arc<Counters>) -> Self {
+    pub fn new(cfg: &Config, node: NodeId, hub: HubHandle, counters: Arc<Counters>) -> Self {
         Self {
+            node,
+            counters: counters.clone(),
             verifier: Verifier::new(&cfg.cluster.secret, cfg.cluster.replay_window_ms),
             hub,
             limits: BodyLimits::from_config(cfg),
@@ -132,6 +138,30 @@ pub async fn presence(
     Ok(HttpResponse::Ok().json(PresenceAnswer { devices }))
 }
 
+/// `POST /internal/v1/view`: this node's dashboard readings, for a peer rendering the
+/// cluster page.
+pub async fn view(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<Arc<InternalState>>,
+) -> Result<HttpResponse, ApiError> {
+    let checked = async {
+        let (sender, body) = accept_signed(&req, payload, &state).await?;
+        let query: ViewQuery =
+            serde_json::from_slice(&body).map_err(|e| Refusal::Invalid(format!("body: {e}")))?;
+        if query.from != sender {
+            return Err(Refusal::OtherSender);
+        }
+        Ok(())
+    };
+    if let Err(refusal) = checked.await {
+        state.refusals.record(req.peer_addr(), &refusal);
+        return Err(refusal.into());
+    }
+    let view = NodeView::read(&state.counters, state.node.as_str(), now_ms());
+    Ok(HttpResponse::Ok().json(view))
+}
+
 /// `POST /internal/v1/deliver`.
 pub async fn deliver(
     req: HttpRequest,
@@ -156,6 +186,7 @@ pub async fn deliver(
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/internal/v1/deliver", web::post().to(deliver))
         .route("/internal/v1/presence", web::post().to(presence))
+        .route("/internal/v1/view", web::post().to(view))
         .route(
             "/internal/v1/healthz",
             web::get()
