@@ -1,8 +1,8 @@
-//! HTTP surface: the WebSocket upgrade (`ws.rs`), the producer REST API (`api.rs`), the
-//! operations endpoints (`ops.rs`, operator access in `admin.rs`) and the internal
-//! node-to-node endpoint (`internal/`, on its own listener). Nothing on the public listener
-//! shows an internal listener address. Handlers parse, call one service, and answer; every error leaves
-//! through [`error::ApiError`].
+//! HTTP surface: the WebSocket upgrade (`ws.rs`), the producer REST API (`api.rs`; a
+//! message's delivery status in `status.rs`), the operations endpoints (`ops.rs`, operator
+//! access in `admin.rs`) and the internal node-to-node endpoint (`internal/`, on its own
+//! listener). Nothing on the public listener shows an internal listener address. Handlers
+//! parse, call one service, and answer; every error leaves through [`error::ApiError`].
 
 pub mod admin;
 pub mod api;
@@ -10,6 +10,7 @@ pub mod client;
 pub mod error;
 pub mod internal;
 pub mod ops;
+pub mod status;
 pub mod ws;
 
 use std::sync::atomic::AtomicBool;
@@ -76,6 +77,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(ops::metrics))
         .route("/api/v1/messages", web::post().to(api::post_message))
         .route("/api/v1/messages/batch", web::post().to(api::post_batch))
+        .route(
+            "/api/v1/messages/{id}/status",
+            web::get().to(status::message_status),
+        )
         .route("/api/v1/users/{user}/messages", web::get().to(api::history))
         .route(
             "/api/v1/users/{user}/presence",
