@@ -1,4 +1,5 @@
-//! Identity newtypes (`UserId`, `DeviceId`, `SessionId`, `NodeId`, `Seq`) and their validation.
+//! Identity newtypes (`UserId`, `DeviceId`, `SessionId`, `NodeId`, `MessageId`, `Seq`) and
+//! their validation.
 //!
 //! Everything that crosses the external contract is validated here once, so the rest of the
 //! code can hold these types without re-checking them.
@@ -19,6 +20,8 @@ pub enum IdError {
     Length,
     #[error("may only contain A-Z a-z 0-9 . _ : @ -")]
     Charset,
+    #[error("must be a message id: a UUID of 36 characters, as POST /api/v1/messages returns it")]
+    NotMessageId,
 }
 
 fn check_id(s: &str) -> Result<(), IdError> {
@@ -106,6 +109,41 @@ impl DeviceId {
     }
 }
 
+/// A message id as Herald hands it out ([`crate::store::new_message_id`]): a UUID in its
+/// hyphenated 36-character form, kept lowercase so it compares equal to the stored id
+/// however the caller spelled its hex digits.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct MessageId(Arc<str>);
+
+impl MessageId {
+    /// Accepts exactly the hyphenated UUID form (any case); refuses every other spelling
+    /// `uuid` would take (simple, braced, URN), which Herald never returns.
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        if s.len() != 36 {
+            return Err(IdError::NotMessageId);
+        }
+        let uuid = uuid::Uuid::try_parse(s).map_err(|_| IdError::NotMessageId)?;
+        Ok(Self(Arc::from(uuid.hyphenated().to_string())))
+    }
+
+    /// The id as a string slice (lowercase hyphenated UUID).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MessageId({:?})", &*self.0)
+    }
+}
+
 /// A per-user message sequence number; the first message of a user has seq 1.
 pub type Seq = u64;
 
@@ -161,6 +199,25 @@ mod tests {
         assert_eq!(UserId::parse("a b"), Err(IdError::Charset));
         assert_eq!(UserId::parse("a/b"), Err(IdError::Charset));
         assert_eq!(UserId::parse("é"), Err(IdError::Charset));
+    }
+
+    #[test]
+    fn message_ids_are_hyphenated_uuids_read_in_any_case_and_kept_lowercase() {
+        let id = "0192f4c8-7d1e-7a53-9c2b-6f1d2e3a4b5c";
+        assert_eq!(MessageId::parse(id).unwrap().as_str(), id);
+        let upper = MessageId::parse(&id.to_uppercase()).unwrap();
+        assert_eq!(upper, MessageId::parse(id).unwrap());
+        for bad in [
+            "",
+            "abc",
+            "0192f4c87d1e7a539c2b6f1d2e3a4b5c",
+            "{0192f4c8-7d1e-7a53-9c2b-6f1d2e3a4b5c}",
+            "urn:uuid:0192f4c8-7d1e-7a53-9c2b-6f1d2e3a4b5c",
+            "0192f4c8-7d1e-7a53-9c2b-6f1d2e3a4b5g",
+            "0192f4c8+7d1e-7a53-9c2b-6f1d2e3a4b5c",
+        ] {
+            assert_eq!(MessageId::parse(bad), Err(IdError::NotMessageId), "{bad}");
+        }
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::store::Accepted;
 pub const MAX_HISTORY_LIMIT: usize = 1000;
 
 /// The index of the request's API key among `auth.api_keys` (401/403 without a valid one).
-fn check_api_key(req: &HttpRequest, state: &AppState) -> Result<usize, ApiError> {
+pub(super) fn check_api_key(req: &HttpRequest, state: &AppState) -> Result<usize, ApiError> {
     match bearer(req) {
         None => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,

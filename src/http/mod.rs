@@ -1,9 +1,9 @@
-//! HTTP surface: the WebSocket upgrade (`ws.rs`), the producer REST API (`api.rs`), the
-//! operations endpoints (`ops.rs`, operator access in `admin.rs`), the cluster dashboard
-//! (`dashboard/`) and the internal
+//! HTTP surface: the WebSocket upgrade (`ws.rs`), the producer REST API (`api.rs`; a
+//! message's delivery status in `status.rs`), the operations endpoints (`ops.rs`, operator
+//! access in `admin.rs`), the cluster dashboard (`dashboard/`) and the internal
 //! node-to-node endpoint (`internal/`, on its own listener). Nothing on the public listener
-//! shows an internal listener address. Handlers parse, call one service, and answer; every error leaves
-//! through [`error::ApiError`].
+//! shows an internal listener address. Handlers parse, call one service, and answer; every
+//! error leaves through [`error::ApiError`].
 
 pub mod admin;
 pub mod api;
@@ -12,6 +12,7 @@ pub mod dashboard;
 pub mod error;
 pub mod internal;
 pub mod ops;
+pub mod status;
 pub mod ws;
 
 use std::sync::atomic::AtomicBool;
@@ -81,6 +82,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/dashboard/data", web::get().to(dashboard::data))
         .route("/api/v1/messages", web::post().to(api::post_message))
         .route("/api/v1/messages/batch", web::post().to(api::post_batch))
+        .route(
+            "/api/v1/messages/{id}/status",
+            web::get().to(status::message_status),
+        )
         .route("/api/v1/users/{user}/messages", web::get().to(api::history))
         .route(
             "/api/v1/users/{user}/presence",

@@ -17,7 +17,7 @@ use bytestring::ByteString;
 use serde_json::value::RawValue;
 
 use crate::frames::Frame;
-use crate::ids::{DeviceId, Seq, UserId};
+use crate::ids::{DeviceId, MessageId, Seq, UserId};
 
 /// Who a new message goes to.
 #[derive(Debug, Clone)]
@@ -95,6 +95,26 @@ pub struct CursorUpdate {
     pub seq: Seq,
 }
 
+/// One recipient's copy of a stored message, as [`MessageStore::locate`] finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageCopy {
+    pub user: UserId,
+    pub seq: Seq,
+    /// Still retained and unexpired: a device resuming below `seq` would receive it.
+    /// False for a copy the store still knows of but will not replay (expired, or trimmed
+    /// by retention).
+    pub stored: bool,
+}
+
+/// A device's stored ack cursor, as [`MessageStore::device_cursors`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceCursor {
+    pub user: UserId,
+    pub device: DeviceId,
+    /// Everything up to here is handled on the device.
+    pub acked_seq: Seq,
+}
+
 /// Store failures; the text is for logs, callers answer 503 without echoing it.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -118,6 +138,12 @@ pub trait MessageStore: Send + Sync + 'static {
     async fn cursor(&self, user: &UserId, device: &DeviceId) -> Result<Option<Seq>, StoreError>;
     /// Moves cursors forward (never back).
     async fn save_cursors(&self, updates: Vec<CursorUpdate>) -> Result<(), StoreError>;
+    /// Every per-user copy of message `id` the store still knows of, in no particular order;
+    /// empty when it knows none (never stored, a broadcast, or every copy gone).
+    async fn locate(&self, id: &MessageId) -> Result<Vec<MessageCopy>, StoreError>;
+    /// The stored ack cursors of every device of `users`, in no particular order (acks not
+    /// yet flushed by the cursor writer are not in it).
+    async fn device_cursors(&self, users: &[UserId]) -> Result<Vec<DeviceCursor>, StoreError>;
     /// Reachability, for `/readyz`.
     async fn health(&self) -> Result<(), StoreError>;
     /// Short backend name for logs and stats.

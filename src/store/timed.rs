@@ -7,8 +7,10 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 
-use super::{Accepted, CursorUpdate, MessageStore, NewMessage, Page, StoreError};
-use crate::ids::{DeviceId, Seq, UserId};
+use super::{
+    Accepted, CursorUpdate, DeviceCursor, MessageCopy, MessageStore, NewMessage, Page, StoreError,
+};
+use crate::ids::{DeviceId, MessageId, Seq, UserId};
 use crate::metrics::Counters;
 
 /// A store whose calls are timed into the node's counters.
@@ -72,6 +74,20 @@ impl MessageStore for TimedStore {
         let start = Instant::now();
         let res = self.inner.save_cursors(updates).await;
         self.observe("save_cursors", start, &res);
+        res
+    }
+
+    async fn locate(&self, id: &MessageId) -> Result<Vec<MessageCopy>, StoreError> {
+        let start = Instant::now();
+        let res = self.inner.locate(id).await;
+        self.observe("locate", start, &res);
+        res
+    }
+
+    async fn device_cursors(&self, users: &[UserId]) -> Result<Vec<DeviceCursor>, StoreError> {
+        let start = Instant::now();
+        let res = self.inner.device_cursors(users).await;
+        self.observe("device_cursors", start, &res);
         res
     }
 

@@ -1,11 +1,12 @@
 //! The memory store's data and its bounds, as plain logic without locking or clocks:
-//! per-user logs of frames, idempotency keys and device cursors.
+//! per-user logs of frames, the message id index (`index.rs`), idempotency keys and device
+//! cursors.
 //!
 //! Every bound is configuration:
 //! - each user keeps its newest `max_per_user` messages;
-//! - all users together keep at most `max_bytes` of frames: past it the oldest stored
-//!   messages, whoever they are for, go first (a global FIFO of `(user, seq)`, compacted
-//!   when stale records outnumber the live ones);
+//! - all users together keep at most `max_bytes` of frames and id index: past it the oldest
+//!   stored messages, whoever they are for, go first (a global FIFO of `(user, seq)`,
+//!   compacted when stale records outnumber the live ones);
 //! - at most `max_keys` idempotency keys are remembered: past it the oldest are forgotten
 //!   before their window ends;
 //! - a user keeps at most [`MAX_DEVICE_CURSORS`] device cursors: past it the one furthest
@@ -14,16 +15,19 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use super::index::IdIndex;
 use crate::frames::{Frame, MessageParts};
 use crate::ids::{DeviceId, Seq, UserId};
-use crate::store::Delivery;
+use crate::store::{Delivery, DeviceCursor, MessageCopy};
 
 /// Device cursors kept per user.
 pub const MAX_DEVICE_CURSORS: usize = 256;
-/// Bytes a message costs beyond its frame (entry, FIFO record, deque slot), roughly.
-const ENTRY_OVERHEAD: usize = 64;
+/// Bytes a message copy costs beyond its frame (entry, FIFO record, deque slot), roughly.
+const ENTRY_OVERHEAD: usize = 80;
 
 pub struct Entry {
+    /// The message's id, shared by its copies: what the index forgets the copy under.
+    pub id: Arc<str>,
     pub seq: Seq,
     pub expires_ms: u64,
     pub frame: Frame,
@@ -34,6 +38,16 @@ pub struct UserLog {
     pub last_seq: Seq,
     pub entries: VecDeque<Entry>,
     pub cursors: HashMap<DeviceId, Seq>,
+}
+
+impl UserLog {
+    /// The copy at `seq`, while it is in the log (entries have no holes, so its place is
+    /// arithmetic).
+    fn entry(&self, seq: Seq) -> Option<&Entry> {
+        let front = self.entries.front()?.seq;
+        let i = usize::try_from(seq.checked_sub(front)?).ok()?;
+        self.entries.get(i)
+    }
 }
 
 pub struct IdemEntry {
@@ -63,6 +77,8 @@ pub struct Logs {
     live: usize,
     /// Their cost: frame bytes plus [`ENTRY_OVERHEAD`] each.
     bytes: usize,
+    /// Message id -> copies, for [`Logs::locate`]; its bytes count in `max_bytes`.
+    index: IdIndex,
 }
 
 impl Logs {
@@ -75,12 +91,13 @@ impl Logs {
             fifo: VecDeque::new(),
             live: 0,
             bytes: 0,
+            index: IdIndex::default(),
         }
     }
 
-    /// Bytes the stored messages cost.
+    /// Bytes the stored messages and their id index cost.
     pub fn bytes(&self) -> usize {
-        self.bytes
+        self.bytes + self.index.bytes()
     }
 
     /// What key `key` was first used for, if it is remembered.
@@ -114,14 +131,16 @@ impl Logs {
         }
     }
 
-    /// Gives each user the next seq and stores its frame, within every bound.
+    /// Gives each user the next seq and stores message `id`'s frame, within every bound.
     pub fn store_for_users(
         &mut self,
         users: &[UserId],
+        id: &Arc<str>,
         parts: &MessageParts,
         expires_ms: u64,
     ) -> Vec<Delivery> {
         let mut deliveries = Vec::with_capacity(users.len());
+        let mut copies = Vec::with_capacity(users.len());
         for user in users {
             let log = self.users.entry(user.clone()).or_default();
             log.last_seq += 1;
@@ -129,9 +148,13 @@ impl Logs {
             let frame = parts.frame(seq);
             let mut freed = 0;
             if log.entries.len() == self.limits.max_per_user {
-                freed = log.entries.pop_front().map_or(0, |e| cost(&e));
+                if let Some(old) = log.entries.pop_front() {
+                    freed = cost(&old);
+                    self.index.copy_gone(&old.id);
+                }
             }
             let entry = Entry {
+                id: id.clone(),
                 seq,
                 expires_ms,
                 frame: frame.clone(),
@@ -140,20 +163,22 @@ impl Logs {
             self.live += usize::from(freed == 0);
             log.entries.push_back(entry);
             self.fifo.push_back((user.clone(), seq));
+            copies.push((user.clone(), seq));
             deliveries.push(Delivery {
                 user: user.clone(),
                 seq,
                 frame,
             });
         }
+        self.index.insert(id.clone(), copies);
         self.evict_to_budget();
         self.compact();
         deliveries
     }
 
-    /// Drops the oldest stored messages until the bytes are within `max_bytes`.
+    /// Drops the oldest stored messages until they and the index are within `max_bytes`.
     fn evict_to_budget(&mut self) {
-        while self.bytes > self.limits.max_bytes {
+        while self.bytes() > self.limits.max_bytes {
             let Some((user, seq)) = self.fifo.pop_front() else {
                 break;
             };
@@ -166,6 +191,7 @@ impl Logs {
                 if let Some(e) = log.entries.pop_front() {
                     self.bytes -= cost(&e);
                     self.live -= 1;
+                    self.index.copy_gone(&e.id);
                 }
             }
         }
@@ -183,6 +209,41 @@ impl Logs {
                 .and_then(|l| l.entries.front())
                 .is_some_and(|front| front.seq <= *seq)
         });
+    }
+
+    /// Every copy message `id` was stored as while one is still in a log; a copy trimmed
+    /// from its log, or past its expiry at `now`, reads as not stored.
+    pub fn locate(&self, id: &str, now: u64) -> Vec<MessageCopy> {
+        let Some(copies) = self.index.copies(id) else {
+            return Vec::new();
+        };
+        copies
+            .iter()
+            .map(|(user, seq)| MessageCopy {
+                user: user.clone(),
+                seq: *seq,
+                stored: self
+                    .users
+                    .get(user)
+                    .and_then(|log| log.entry(*seq))
+                    .is_some_and(|e| e.expires_ms > now),
+            })
+            .collect()
+    }
+
+    /// The cursors of every device of `users`.
+    pub fn device_cursors(&self, users: &[UserId]) -> Vec<DeviceCursor> {
+        users
+            .iter()
+            .filter_map(|user| Some((user, self.users.get(user)?)))
+            .flat_map(|(user, log)| {
+                log.cursors.iter().map(|(device, seq)| DeviceCursor {
+                    user: user.clone(),
+                    device: device.clone(),
+                    acked_seq: *seq,
+                })
+            })
+            .collect()
     }
 
     /// Moves `device`'s cursor forward to `seq` (never past the user's newest seq).
@@ -209,89 +270,5 @@ fn cost(e: &Entry) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn logs(max_per_user: usize, max_bytes: usize, max_keys: usize) -> Logs {
-        Logs::new(Limits {
-            max_per_user,
-            max_bytes,
-            max_keys,
-            idempotency_window_ms: 60_000,
-        })
-    }
-
-    fn u(s: &str) -> UserId {
-        UserId::parse(s).unwrap()
-    }
-
-    fn store(l: &mut Logs, users: &[&str], payload: &str) {
-        let users: Vec<UserId> = users.iter().map(|s| u(s)).collect();
-        let parts = MessageParts::new("id", None, payload, 0, 0);
-        l.store_for_users(&users, &parts, u64::MAX);
-    }
-
-    fn seqs(l: &Logs, user: &str) -> Vec<Seq> {
-        l.users[&u(user)].entries.iter().map(|e| e.seq).collect()
-    }
-
-    #[test]
-    fn past_the_byte_budget_the_oldest_messages_of_any_user_go_first() {
-        let payload = format!("\"{}\"", "x".repeat(1000));
-        let mut l = logs(100, 5_000, 10);
-        store(&mut l, &["a"], &payload);
-        store(&mut l, &["b"], &payload);
-        store(&mut l, &["a", "b"], &payload);
-        store(&mut l, &["c"], &payload);
-        assert!(l.bytes() <= 5_000, "{}", l.bytes());
-        // Five messages of ~1.1 KB each do not fit: the first (a:1) went.
-        assert_eq!(seqs(&l, "a"), [2]);
-        assert_eq!(seqs(&l, "b"), [1, 2]);
-        assert_eq!(seqs(&l, "c"), [1]);
-        assert_eq!(l.users[&u("a")].last_seq, 2, "seqs keep counting");
-    }
-
-    #[test]
-    fn per_user_retention_frees_bytes_and_leaves_no_stale_record_behind_for_long() {
-        let mut l = logs(2, usize::MAX, 10);
-        for _ in 0..10_000 {
-            store(&mut l, &["a"], "1");
-        }
-        assert_eq!(seqs(&l, "a"), [9_999, 10_000]);
-        assert_eq!(l.live, 2);
-        let kept: usize = l.users[&u("a")].entries.iter().map(cost).sum();
-        assert_eq!(l.bytes(), kept);
-        assert!(l.fifo.len() <= 2 * l.live + 1024, "{}", l.fifo.len());
-    }
-
-    #[test]
-    fn past_max_keys_the_oldest_idempotency_keys_are_forgotten() {
-        let mut l = logs(10, usize::MAX, 3);
-        for k in 0..5 {
-            let entry = IdemEntry {
-                id: Arc::from(format!("m{k}")),
-                recipients: 1,
-            };
-            l.remember(format!("k{k}"), entry, 0);
-        }
-        assert!(l.seen("k0", 1).is_none());
-        assert!(l.seen("k1", 1).is_none());
-        assert_eq!(&*l.seen("k4", 1).unwrap().id, "m4");
-        assert!(l.seen("k4", 60_001).is_none(), "window over");
-    }
-
-    #[test]
-    fn past_the_cursor_cap_the_device_furthest_behind_is_forgotten() {
-        let mut l = logs(10, usize::MAX, 3);
-        store(&mut l, &["a"], "1");
-        for d in 0..MAX_DEVICE_CURSORS {
-            let seq = if d == 7 { 0 } else { 1 };
-            l.save_cursor(u("a"), DeviceId::parse(&format!("d{d}")).unwrap(), seq);
-        }
-        l.save_cursor(u("a"), DeviceId::parse("new").unwrap(), 1);
-        let cursors = &l.users[&u("a")].cursors;
-        assert_eq!(cursors.len(), MAX_DEVICE_CURSORS);
-        assert!(!cursors.contains_key(&DeviceId::parse("d7").unwrap()));
-        assert_eq!(cursors[&DeviceId::parse("new").unwrap()], 1);
-    }
-}
+#[path = "log_tests.rs"]
+mod tests;

@@ -1,9 +1,11 @@
 //! In-process message store: the embedded single-node default and the unit-test store.
 //!
-//! Bounded by count and by bytes (see `log.rs`); broadcasts are live only and not kept.
+//! Bounded by count and by bytes (see `log.rs`, whose bytes include the message id index of
+//! `index.rs`); broadcasts are live only and not kept.
 //! Nothing survives a restart. One std `Mutex` guards it all: nothing awaits while it is
 //! held, and every operation is a few map/deque steps.
 
+mod index;
 mod log;
 
 use std::sync::Mutex;
@@ -11,12 +13,13 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::{
-    new_message_id, Accepted, CursorUpdate, MessageStore, NewMessage, Page, StoreError, Target,
+    new_message_id, Accepted, CursorUpdate, DeviceCursor, MessageCopy, MessageStore, NewMessage,
+    Page, StoreError, Target,
 };
 use crate::clock::now_ms;
 use crate::config::StoreConfig;
 use crate::frames::{Frame, MessageParts};
-use crate::ids::{DeviceId, Seq, UserId};
+use crate::ids::{DeviceId, MessageId, Seq, UserId};
 use log::{IdemEntry, Limits, Logs};
 
 /// The in-process [`MessageStore`].
@@ -37,7 +40,7 @@ impl MemoryStore {
         }
     }
 
-    /// Bytes the stored messages cost (for stats).
+    /// Bytes the stored messages and their id index cost (for stats).
     pub fn bytes(&self) -> usize {
         self.lock().bytes()
     }
@@ -82,7 +85,7 @@ impl MessageStore for MemoryStore {
                 Target::Broadcast => (0, Vec::new(), Some(parts.broadcast_frame())),
                 Target::Users(users) => {
                     let expires_ms = now.saturating_add(msg.ttl_s.saturating_mul(1000));
-                    let d = inner.store_for_users(users, &parts, expires_ms);
+                    let d = inner.store_for_users(users, &id, &parts, expires_ms);
                     (users.len(), d, None)
                 }
             };
@@ -172,6 +175,14 @@ impl MessageStore for MemoryStore {
             inner.save_cursor(u.user, u.device, u.seq);
         }
         Ok(())
+    }
+
+    async fn locate(&self, id: &MessageId) -> Result<Vec<MessageCopy>, StoreError> {
+        Ok(self.lock().locate(id.as_str(), now_ms()))
+    }
+
+    async fn device_cursors(&self, users: &[UserId]) -> Result<Vec<DeviceCursor>, StoreError> {
+        Ok(self.lock().device_cursors(users))
     }
 
     async fn health(&self) -> Result<(), StoreError> {
@@ -275,6 +286,23 @@ mod tests {
             .unwrap();
         let p = s.read(&u("a"), 0, 10).await.unwrap();
         assert_eq!(p.messages.iter().map(|m| m.0).collect::<Vec<_>>(), vec![2]);
+    }
+
+    #[actix_rt::test]
+    async fn a_stored_message_is_located_by_its_id_with_each_recipient_seq() {
+        let s = store(10);
+        s.append(vec![msg(&["a"], None, 60)]).await.unwrap();
+        let a = s.append(vec![msg(&["a", "b"], None, 60)]).await.unwrap();
+        let id = MessageId::parse(&a[0].id).unwrap();
+        let mut copies = s.locate(&id).await.unwrap();
+        copies.sort_by(|x, y| x.user.cmp(&y.user));
+        let seen: Vec<_> = copies
+            .iter()
+            .map(|c| (c.user.as_str(), c.seq, c.stored))
+            .collect();
+        assert_eq!(seen, [("a", 2, true), ("b", 1, true)]);
+        let other = MessageId::parse(&new_message_id()).unwrap();
+        assert!(s.locate(&other).await.unwrap().is_empty());
     }
 
     #[actix_rt::test]

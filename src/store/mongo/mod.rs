@@ -9,10 +9,10 @@
 //!
 //! | collection | one document | indexes |
 //! | --- | --- | --- |
-//! | `messages` | one user's copy of a message: `{_id: "<id>:<user>", user, seq: long, id, frame, expires_at: Date, at: long}`; `frame` is the exact WebSocket frame, so replay is byte-identical to the live push; `at` (unix ms) is when its seq was reserved | `_id`; unique `user_seq` `{user: 1, seq: 1}` (serves every read); TTL `expires_at_ttl` `{expires_at: 1}`, expireAfterSeconds 0 |
+//! | `messages` | one user's copy of a message: `{_id: "<id>:<user>", user, seq: long, id, frame, expires_at: Date, at: long}`; `frame` is the exact WebSocket frame, so replay is byte-identical to the live push; `at` (unix ms) is when its seq was reserved | `_id`; unique `user_seq` `{user: 1, seq: 1}` (serves every read); `id` `{id: 1}` (serves `locate`, a message's delivery status); TTL `expires_at_ttl` `{expires_at: 1}`, expireAfterSeconds 0 |
 //! | `counters` | `{_id: user, seq: long, at: long}`: the newest seq handed out to the user, and when (unix ms) the latest block was reserved (see `read.rs`) | `_id` |
 //! | `idempotency` | a claimed key: `{_id: key, id, ts: long, recipients: long, state: "pending" \| "done", expires_at: Date}` | `_id`; TTL `expires_at_ttl`, expireAfterSeconds 0 |
-//! | `cursors` | a device's ack position: `{_id: "<user>/<device>", user, device, seq: long}` | `_id` |
+//! | `cursors` | a device's ack position: `{_id: "<user>/<device>", user, device, seq: long}` | `_id` (also serves all of a user's cursors: the `_id` range [`<user>/`, `<user>0`)) |
 //! | `broadcasts` | one marker per stored broadcast with an idempotency key: `{_id: id, expires_at: Date}`, kept as long as its claim. Broadcasts are live only and never replayed (no frame is kept); the marker's unique `_id` is how an idempotent retry that completes an earlier append learns that the broadcast was already stored (and possibly pushed), so it is not pushed twice | `_id`; TTL `expires_at_ttl`, expireAfterSeconds 0 |
 //!
 //! Every TTL index is on an absolute `expires_at` with expireAfterSeconds 0, so changing a
@@ -40,7 +40,8 @@
 //! (see `read.rs`).
 //!
 //! The write path and its idempotency scheme are described in `append.rs` (claims in
-//! `claims.rs`), the read path and how it treats a seq still on its way in `read.rs`.
+//! `claims.rs`), the read path and how it treats a seq still on its way in `read.rs`, the
+//! lookup of one message's copies by id in `locate.rs`.
 
 mod append;
 mod claims;
@@ -48,6 +49,7 @@ mod copies;
 
 mod cursors;
 mod error;
+mod locate;
 mod read;
 mod retention;
 
@@ -62,9 +64,11 @@ use tracing::debug;
 
 use self::error::{is_transient, MongoError};
 use self::retention::Trimmer;
-use super::{Accepted, CursorUpdate, MessageStore, NewMessage, Page, StoreError};
+use super::{
+    Accepted, CursorUpdate, DeviceCursor, MessageCopy, MessageStore, NewMessage, Page, StoreError,
+};
 pub use crate::config::{MongoStoreConfig, APPEND_BUDGET_CALLS};
-use crate::ids::{DeviceId, Seq, UserId};
+use crate::ids::{DeviceId, MessageId, Seq, UserId};
 
 /// Attempts of one call on transient errors (the driver itself retries once more inside).
 const MAX_ATTEMPTS: u32 = 3;
@@ -201,11 +205,15 @@ impl MongoStore {
                     .build(),
             )
             .build();
+        let by_id = IndexModel::builder()
+            .keys(doc! {"id": 1})
+            .options(IndexOptions::builder().name("id".to_string()).build())
+            .build();
         let t = self.op_timeout;
         tokio::try_join!(
             call(t, "create message indexes", || self
                 .messages
-                .create_indexes([user_seq.clone(), ttl()])
+                .create_indexes([user_seq.clone(), by_id.clone(), ttl()])
                 .into_future()),
             call(t, "create idempotency index", || self
                 .claims
@@ -252,6 +260,14 @@ impl MessageStore for MongoStore {
 
     async fn save_cursors(&self, updates: Vec<CursorUpdate>) -> Result<(), StoreError> {
         Ok(self.store_cursors(&updates).await?)
+    }
+
+    async fn locate(&self, id: &MessageId) -> Result<Vec<MessageCopy>, StoreError> {
+        Ok(self.find_copies_of(id).await?)
+    }
+
+    async fn device_cursors(&self, users: &[UserId]) -> Result<Vec<DeviceCursor>, StoreError> {
+        Ok(self.load_device_cursors(users).await?)
     }
 
     async fn health(&self) -> Result<(), StoreError> {
