@@ -3,7 +3,8 @@
 #
 # On a fresh Debian machine with Rust it:
 #   1. installs what is missing: Debian's redis-server, cmake (to build the MongoDB
-#      wire-protocol test server) and chromium (headless browser checks);
+#      wire-protocol test server), chromium (headless browser checks) and nodejs + npm
+#      (to drive chromium with playwright-core);
 #   2. installs SecantusDB's `secantusd-rs` (a MongoDB wire-protocol server) into a cache
 #      directory that later runs reuse ($HERALD_CACHE, default ~/.cache/herald);
 #   3. starts redis-server and secantusd-rs on free loopback ports, in a temporary directory,
@@ -11,6 +12,9 @@
 #        HERALD_TEST_REDIS_URL=redis://127.0.0.1:<port>
 #        HERALD_TEST_MONGO_URL=mongodb://127.0.0.1:<port>
 #        HERALD_TEST_CHROMIUM=/usr/bin/chromium   (as root, pass --no-sandbox)
+#        HERALD_TEST_PLAYWRIGHT=<cache>/playwright-<version>/node_modules/playwright-core
+#      (playwright-core from the npm registry, pinned, cached like secantusd-rs; it drives
+#      the system chromium and downloads no browser);
 #   4. runs cargo fmt --check, cargo clippy -D warnings, cargo test (all targets, then doc
 #      tests), every step even when an earlier one failed, and prints a summary.
 # It exits non-zero when any step failed. Whatever it started is stopped, and its temporary
@@ -31,6 +35,9 @@ SECANTUS_CRATE=secantus-mdb
 SECANTUS_VERSION=0.5.3-beta.196
 SECANTUS_ROOT=$HERALD_CACHE/secantus
 SECANTUSD=$SECANTUS_ROOT/bin/secantusd-rs
+PLAYWRIGHT_VERSION=1.65.1
+PLAYWRIGHT_DIR=$HERALD_CACHE/playwright-$PLAYWRIGHT_VERSION
+PLAYWRIGHT=$PLAYWRIGHT_DIR/node_modules/playwright-core
 CHROMIUM=/usr/bin/chromium
 TEST_THREADS=${HERALD_TEST_THREADS:-2}
 # Seconds a test server gets to answer after it is started.
@@ -148,13 +155,15 @@ show_log() {
 # 1. System packages
 # ---------------------------------------------------------------------------------------
 
-header "Checking system packages (redis-server, cmake, chromium)"
+header "Checking system packages (redis-server, cmake, chromium, nodejs, npm)"
 command -v cargo >/dev/null || die "cargo not found: install Rust (https://rustup.rs) first"
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v redis-cli >/dev/null || missing+=(redis-tools)
 command -v cmake >/dev/null || missing+=(cmake)
 [[ -x $CHROMIUM ]] || missing+=(chromium)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if ((${#missing[@]} > 0)); then
 	SUDO=()
 	if [[ $(id -u) -ne 0 ]]; then
@@ -193,6 +202,15 @@ else
 	cargo install "$SECANTUS_CRATE" --version "$SECANTUS_VERSION" --ignore-rust-version \
 		--root "$SECANTUS_ROOT"
 	[[ -x $SECANTUSD ]] || die "cargo install did not produce $SECANTUSD"
+fi
+
+header "Checking playwright-core $PLAYWRIGHT_VERSION (cache: $PLAYWRIGHT_DIR)"
+if [[ -f $PLAYWRIGHT/package.json ]] && grep -qF "\"version\": \"$PLAYWRIGHT_VERSION\"" "$PLAYWRIGHT/package.json"; then
+	info "cached: $PLAYWRIGHT"
+else
+	npm install --prefix "$PLAYWRIGHT_DIR" --no-audit --no-fund --loglevel=error \
+		"playwright-core@$PLAYWRIGHT_VERSION"
+	[[ -f $PLAYWRIGHT/package.json ]] || die "npm did not install playwright-core"
 fi
 
 # ---------------------------------------------------------------------------------------
@@ -266,6 +284,8 @@ info "pid $SECANTUS_PID, HERALD_TEST_MONGO_URL=$HERALD_TEST_MONGO_URL"
 
 export HERALD_TEST_CHROMIUM=$CHROMIUM
 info "HERALD_TEST_CHROMIUM=$HERALD_TEST_CHROMIUM"
+export HERALD_TEST_PLAYWRIGHT=$PLAYWRIGHT
+info "HERALD_TEST_PLAYWRIGHT=$HERALD_TEST_PLAYWRIGHT"
 export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
 
 # ---------------------------------------------------------------------------------------
