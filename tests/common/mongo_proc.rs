@@ -70,6 +70,7 @@ impl MongoProc {
             .unwrap_or_else(|e| panic!("cannot start secantusd-rs ({e}); {MONGO_HOW_TO}"));
         self.child = Some(child);
         wait_for_port(self.port, "secantusd-rs");
+        wait_until_writable(&self.url());
     }
 
     /// Stops the server the way an operator would (SIGTERM), waiting for it to exit.
@@ -100,6 +101,43 @@ impl MongoProc {
     pub fn url(&self) -> String {
         format!("mongodb://127.0.0.1:{}", self.port)
     }
+}
+
+/// Waits until the server at `url` is a writable primary: a freshly started server accepts
+/// connections before it has elected itself, and a node started in between (with the tests'
+/// short store timeouts) would give up on its startup writes under a loaded machine.
+fn wait_until_writable(url: &str) {
+    let url = format!("{url}/?serverSelectionTimeoutMS=500&directConnection=true");
+    let ready = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let deadline = tokio::time::Instant::now() + WAIT;
+            while tokio::time::Instant::now() < deadline {
+                if let Ok(client) = mongodb::Client::with_uri_str(&url).await {
+                    let hello = client
+                        .database("admin")
+                        .run_command(mongodb::bson::doc! {"hello": 1})
+                        .await;
+                    if let Ok(reply) = hello {
+                        if reply.get_bool("isWritablePrimary").unwrap_or(false) {
+                            return true;
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            false
+        })
+    })
+    .join()
+    .unwrap();
+    assert!(
+        ready,
+        "secantusd-rs did not become a writable primary within {WAIT:?}"
+    );
 }
 
 impl Drop for MongoProc {

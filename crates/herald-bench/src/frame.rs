@@ -123,6 +123,7 @@ mod tests {
             None,
             r#"{"t":1700000000123456,"r":42}"#,
             1_700_000_000_200,
+            0,
         );
         let targeted = parts.frame(7).to_string();
         let (fast, slow) = both(&targeted);
@@ -151,6 +152,7 @@ mod tests {
             Some("news,\"payload\":"),
             r#"{"t":5,"r":6,"p":"xxxx,\"ts\":9"}"#,
             77,
+            0,
         );
         let text = parts.frame(3).to_string();
         assert_eq!(parse(&text), parse_slow(&text));
@@ -169,7 +171,7 @@ mod tests {
 
     #[test]
     fn foreign_payloads_have_no_stamp_and_other_frames_are_not_messages() {
-        let parts = MessageParts::new("id2", None, r#"{"hello":"world"}"#, 1);
+        let parts = MessageParts::new("id2", None, r#"{"hello":"world"}"#, 1, 0);
         let text = parts.frame(1).to_string();
         assert_eq!(scan(&text), None, "falls back to serde");
         assert_eq!(parse(&text).map(|f| f.stamp), Some(None));
