@@ -74,6 +74,8 @@ use crate::ids::{DeviceId, MessageId, Seq, UserId};
 const MAX_ATTEMPTS: u32 = 3;
 /// Pause before the second attempt; quadrupled before each further one.
 const FIRST_BACKOFF: Duration = Duration::from_millis(25);
+/// Shortest wait for the startup index builds (longer than `op_timeout` when that is short).
+const INDEX_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The MongoDB [`MessageStore`].
 pub struct MongoStore {
@@ -209,7 +211,9 @@ impl MongoStore {
             .keys(doc! {"id": 1})
             .options(IndexOptions::builder().name("id".to_string()).build())
             .build();
-        let t = self.op_timeout;
+        // Index builds answer slower than reads and writes on a busy server; an unreachable
+        // one still fails within op_timeout (the driver's server selection timeout).
+        let t = self.op_timeout.max(INDEX_TIMEOUT);
         tokio::try_join!(
             call(t, "create message indexes", || self
                 .messages
