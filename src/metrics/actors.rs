@@ -113,12 +113,19 @@ impl<'a> Handling<'a> {
     }
 }
 
+impl ActorStats {
+    /// One message handled; its handling time too when it was timed from `start`.
+    pub fn handled_since(&self, start: Option<Instant>) {
+        self.handled.fetch_add(1, Ordering::Relaxed);
+        if let Some(start) = start {
+            self.handling.record(start.elapsed());
+        }
+    }
+}
+
 impl Drop for Handling<'_> {
     fn drop(&mut self) {
-        self.stats.handled.fetch_add(1, Ordering::Relaxed);
-        if let Some(start) = self.start {
-            self.stats.handling.record(start.elapsed());
-        }
+        self.stats.handled_since(self.start);
     }
 }
 

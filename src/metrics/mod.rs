@@ -176,6 +176,12 @@ impl Counters {
         }
     }
 
+    /// When a handling starts, for [`ActorStats::handled_since`] (`None` with timing off):
+    /// for a handler that needs its actor mutably and so cannot hold a [`Handling`].
+    pub fn handling_start(&self) -> Option<std::time::Instant> {
+        self.timing().then(std::time::Instant::now)
+    }
+
     /// Start of handling one message of `kind`: counted (and timed) when dropped.
     pub fn handling(&self, kind: ActorKind) -> Handling<'_> {
         Handling::new(self.actor(kind), self.timing())

@@ -337,8 +337,18 @@ impl Handler<Push> for WsSession {
 
     fn handle(&mut self, msg: Push, ctx: &mut Self::Context) {
         self.gauge.taken();
-        let deps = self.deps.clone();
-        let _timed = deps.counters.handling(ActorKind::Session);
+        let start = self.deps.counters.handling_start();
+        self.on_push(msg, ctx);
+        self.deps
+            .counters
+            .actor(ActorKind::Session)
+            .handled_since(start);
+    }
+}
+
+impl WsSession {
+    /// What the hub pushed: a message, a broadcast, a position check, a close.
+    fn on_push(&mut self, msg: Push, ctx: &mut Context<Self>) {
         if self.out.is_closing() {
             return;
         }

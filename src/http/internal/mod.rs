@@ -18,6 +18,7 @@ mod refusals;
 use std::sync::Arc;
 
 use actix_web::{web, HttpRequest, HttpResponse};
+use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 use crate::actors::ask::{PresenceAnswer, PresenceQuery, ViewQuery};
@@ -111,6 +112,29 @@ async fn accept(
     Ok(fwd)
 }
 
+/// A peer's question: [`accept_signed`], then the body as `Q`, whose `from` (read by
+/// `sender_of`) must be the signed node. A refusal is counted and logged.
+async fn accept_query<Q: DeserializeOwned>(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &InternalState,
+    sender_of: fn(&Q) -> &str,
+) -> Result<Q, ApiError> {
+    let checked = async {
+        let (sender, body) = accept_signed(req, payload, state).await?;
+        let query: Q =
+            serde_json::from_slice(&body).map_err(|e| Refusal::Invalid(format!("body: {e}")))?;
+        if sender_of(&query) != sender {
+            return Err(Refusal::OtherSender);
+        }
+        Ok(query)
+    };
+    checked.await.map_err(|refusal| {
+        state.refusals.record(req.peer_addr(), &refusal);
+        refusal.into()
+    })
+}
+
 /// `POST /internal/v1/presence`: the devices of a user connected here, for a peer that
 /// answers a cluster-wide presence.
 pub async fn presence(
@@ -118,22 +142,7 @@ pub async fn presence(
     payload: web::Payload,
     state: web::Data<Arc<InternalState>>,
 ) -> Result<HttpResponse, ApiError> {
-    let checked = async {
-        let (sender, body) = accept_signed(&req, payload, &state).await?;
-        let query: PresenceQuery =
-            serde_json::from_slice(&body).map_err(|e| Refusal::Invalid(format!("body: {e}")))?;
-        if query.from != sender {
-            return Err(Refusal::OtherSender);
-        }
-        Ok(query)
-    };
-    let query = match checked.await {
-        Ok(q) => q,
-        Err(refusal) => {
-            state.refusals.record(req.peer_addr(), &refusal);
-            return Err(refusal.into());
-        }
-    };
+    let query = accept_query(&req, payload, &state, |q: &PresenceQuery| &q.from).await?;
     let devices = state.hub.presence(query.user).await?;
     Ok(HttpResponse::Ok().json(PresenceAnswer { devices }))
 }
@@ -145,19 +154,7 @@ pub async fn view(
     payload: web::Payload,
     state: web::Data<Arc<InternalState>>,
 ) -> Result<HttpResponse, ApiError> {
-    let checked = async {
-        let (sender, body) = accept_signed(&req, payload, &state).await?;
-        let query: ViewQuery =
-            serde_json::from_slice(&body).map_err(|e| Refusal::Invalid(format!("body: {e}")))?;
-        if query.from != sender {
-            return Err(Refusal::OtherSender);
-        }
-        Ok(())
-    };
-    if let Err(refusal) = checked.await {
-        state.refusals.record(req.peer_addr(), &refusal);
-        return Err(refusal.into());
-    }
+    accept_query(&req, payload, &state, |q: &ViewQuery| &q.from).await?;
     let view = NodeView::read(&state.counters, state.node.as_str(), now_ms());
     Ok(HttpResponse::Ok().json(view))
 }
