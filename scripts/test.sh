@@ -3,7 +3,8 @@
 #
 # On a fresh Debian machine with Rust it:
 #   1. installs what is missing: Debian's redis-server, cmake (to build the MongoDB
-#      wire-protocol test server), chromium (headless browser checks) and nodejs + npm
+#      wire-protocol test server), haproxy (the local cluster's load balancer, driven by
+#      scripts/cluster.sh in the tests), chromium (headless browser checks) and nodejs + npm
 #      (to drive chromium with playwright-core);
 #   2. installs SecantusDB's `secantusd-rs` (a MongoDB wire-protocol server) into a cache
 #      directory that later runs reuse ($HERALD_CACHE, default ~/.cache/herald);
@@ -16,7 +17,8 @@
 #      (playwright-core from the npm registry, pinned, cached like secantusd-rs; it drives
 #      the system chromium and downloads no browser);
 #   4. runs cargo fmt --check, cargo clippy -D warnings, cargo test (all targets, then doc
-#      tests), every step even when an earlier one failed, and prints a summary.
+#      tests) and the JS client's checks (clients/js/scripts/check.sh: tsc on the types,
+#      node tests), every step even when an earlier one failed, and prints a summary.
 # It exits non-zero when any step failed. Whatever it started is stopped, and its temporary
 # directory removed, on every exit path (success, failure, Ctrl-C, SIGTERM).
 #
@@ -30,18 +32,13 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-HERALD_CACHE=${HERALD_CACHE:-$HOME/.cache/herald}
-SECANTUS_CRATE=secantus-mdb
-SECANTUS_VERSION=0.5.3-beta.196
-SECANTUS_ROOT=$HERALD_CACHE/secantus
-SECANTUSD=$SECANTUS_ROOT/bin/secantusd-rs
+# shellcheck source=scripts/lib/common.sh
+source "$ROOT/scripts/lib/common.sh"
 PLAYWRIGHT_VERSION=1.65.1
 PLAYWRIGHT_DIR=$HERALD_CACHE/playwright-$PLAYWRIGHT_VERSION
 PLAYWRIGHT=$PLAYWRIGHT_DIR/node_modules/playwright-core
 CHROMIUM=/usr/bin/chromium
 TEST_THREADS=${HERALD_TEST_THREADS:-2}
-# Seconds a test server gets to answer after it is started.
-SERVER_START_TIMEOUT_S=30
 
 SCRIPT_START=$SECONDS
 TMP_DIR=""
@@ -50,33 +47,9 @@ SECANTUS_PID=""
 # The running check (cargo and everything it starts), in its own process group.
 STEP_PID=""
 
-header() { printf '\n==> %s\n' "$*"; }
-info() { printf '    %s\n' "$*"; }
-die() {
-	printf 'test.sh: error: %s\n' "$*" >&2
-	exit 1
-}
-
 # ---------------------------------------------------------------------------------------
 # Cleanup: stop exactly the processes this script started, remove its temporary directory.
 # ---------------------------------------------------------------------------------------
-
-# stop_pid NAME PID: SIGTERM, wait up to 10 s, then SIGKILL.
-stop_pid() {
-	local name=$1 pid=$2 i
-	[[ -n $pid ]] || return 0
-	kill -0 "$pid" 2>/dev/null || return 0
-	kill -TERM "$pid" 2>/dev/null || return 0
-	for ((i = 0; i < 100; i++)); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	if kill -0 "$pid" 2>/dev/null; then
-		info "$name (pid $pid) ignored SIGTERM; killing it"
-		kill -KILL "$pid" 2>/dev/null || true
-	fi
-	wait "$pid" 2>/dev/null || true
-}
 
 # stop_group PGID: the same for a whole process group (a step: cargo, test binaries, and
 # whatever the tests started).
@@ -120,59 +93,21 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ---------------------------------------------------------------------------------------
-# Helpers
-# ---------------------------------------------------------------------------------------
-
-# tcp_open PORT: true when something accepts connections on 127.0.0.1:PORT.
-tcp_open() {
-	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-# free_port: prints a loopback TCP port nothing listens on, below the kernel's ephemeral
-# range so an outgoing connection cannot take it meanwhile. The caller retries on the
-# (unlikely) race of another process binding it first.
-free_port() {
-	local p i
-	for ((i = 0; i < 200; i++)); do
-		p=$((20000 + RANDOM % 12000))
-		if ! tcp_open "$p"; then
-			echo "$p"
-			return 0
-		fi
-	done
-	die "no free loopback port found"
-}
-
-# show_log FILE: the tail of a server log, for a failed start.
-show_log() {
-	if [[ -s $1 ]]; then
-		info "last lines of $1:"
-		tail -n 20 "$1" | sed 's/^/      /' >&2
-	fi
-}
-
-# ---------------------------------------------------------------------------------------
 # 1. System packages
 # ---------------------------------------------------------------------------------------
 
-header "Checking system packages (redis-server, cmake, chromium, nodejs, npm)"
+header "Checking system packages (redis-server, cmake, haproxy, chromium, nodejs, npm)"
 command -v cargo >/dev/null || die "cargo not found: install Rust (https://rustup.rs) first"
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v redis-cli >/dev/null || missing+=(redis-tools)
 command -v cmake >/dev/null || missing+=(cmake)
+command -v haproxy >/dev/null || missing+=(haproxy)
 [[ -x $CHROMIUM ]] || missing+=(chromium)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 if ((${#missing[@]} > 0)); then
-	SUDO=()
-	if [[ $(id -u) -ne 0 ]]; then
-		command -v sudo >/dev/null || die "missing packages (${missing[*]}) and not root; install them with apt-get"
-		SUDO=(sudo -n)
-	fi
-	info "installing: ${missing[*]}"
-	"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
-	"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+	install_packages "${missing[@]}"
 else
 	info "all present"
 fi
@@ -195,14 +130,7 @@ done
 # ---------------------------------------------------------------------------------------
 
 header "Checking secantusd-rs $SECANTUS_VERSION (cache: $SECANTUS_ROOT)"
-if [[ -x $SECANTUSD ]] && "$SECANTUSD" --version 2>/dev/null | grep -qF "$SECANTUS_VERSION"; then
-	info "cached: $SECANTUSD"
-else
-	info "building it once (about 7 minutes; later runs reuse the cache)"
-	cargo install "$SECANTUS_CRATE" --version "$SECANTUS_VERSION" --ignore-rust-version \
-		--root "$SECANTUS_ROOT"
-	[[ -x $SECANTUSD ]] || die "cargo install did not produce $SECANTUSD"
-fi
+ensure_secantus
 
 header "Checking playwright-core $PLAYWRIGHT_VERSION (cache: $PLAYWRIGHT_DIR)"
 if [[ -f $PLAYWRIGHT/package.json ]] && grep -qF "\"version\": \"$PLAYWRIGHT_VERSION\"" "$PLAYWRIGHT/package.json"; then
@@ -218,31 +146,6 @@ fi
 # ---------------------------------------------------------------------------------------
 
 TMP_DIR=$(mktemp -d "${TMPDIR:-/tmp}/herald-test.XXXXXX")
-
-# wait_until_up NAME PID LOG CHECK...: polls CHECK until it succeeds; fails if the process
-# exits or the timeout passes.
-wait_until_up() {
-	local name=$1 pid=$2 log=$3 i
-	shift 3
-	for ((i = 0; i < SERVER_START_TIMEOUT_S * 10; i++)); do
-		if ! kill -0 "$pid" 2>/dev/null; then
-			info "$name exited during startup"
-			show_log "$log"
-			return 1
-		fi
-		if "$@" >/dev/null 2>&1; then
-			return 0
-		fi
-		sleep 0.1
-	done
-	info "$name did not answer within ${SERVER_START_TIMEOUT_S}s"
-	show_log "$log"
-	return 1
-}
-
-redis_ping() {
-	[[ $(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null) == PONG ]]
-}
 
 header "Starting redis-server"
 mkdir -p "$TMP_DIR/redis"
@@ -267,10 +170,7 @@ header "Starting secantusd-rs (MongoDB wire protocol)"
 for attempt in 1 2 3; do
 	MONGO_PORT=$(free_port)
 	rm -rf "$TMP_DIR/secantus"
-	# A small cache and WAL file: an empty store stays small and starts fast.
-	"$SECANTUSD" --host 127.0.0.1 --port "$MONGO_PORT" --storage-path "$TMP_DIR/secantus" \
-		--cache-size 256M --log-file-max 16MB --log-level WARNING \
-		>"$TMP_DIR/secantus.log" 2>&1 </dev/null &
+	start_secantus "$MONGO_PORT" "$TMP_DIR/secantus" "$TMP_DIR/secantus.log"
 	SECANTUS_PID=$!
 	if wait_until_up secantusd-rs "$SECANTUS_PID" "$TMP_DIR/secantus.log" tcp_open "$MONGO_PORT"; then
 		break
@@ -319,6 +219,7 @@ run_step "format" cargo fmt --all -- --check
 run_step "clippy" cargo clippy --workspace --all-targets -- -D warnings
 run_step "tests" cargo test --workspace --all-targets -- --test-threads="$TEST_THREADS"
 run_step "doc tests" cargo test --workspace --doc -- --test-threads="$TEST_THREADS"
+run_step "js client" clients/js/scripts/check.sh
 
 header "Summary"
 failed=0

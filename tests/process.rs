@@ -25,7 +25,7 @@ fn free_port() -> u16 {
 const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml");
 
 #[actix_rt::test]
-async fn serve_drains_on_sigterm_closing_sessions_with_1001_and_exits_zero() {
+async fn serve_drains_on_sigterm_closing_sessions_with_1012_and_exits_zero() {
     let port = free_port();
     let mut child = herald()
         .args(["serve", "--config", CONFIG])
@@ -66,7 +66,7 @@ async fn serve_drains_on_sigterm_closing_sessions_with_1001_and_exits_zero() {
         .unwrap();
     assert!(ok.success());
     let (code, _) = ws.expect_close().await;
-    assert_eq!(code, 1001);
+    assert_eq!(code, 1012);
     let deadline = std::time::Instant::now() + WAIT;
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {

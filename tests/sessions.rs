@@ -193,8 +193,41 @@ async fn ack_beyond_what_was_delivered_is_clamped() {
 }
 
 #[actix_rt::test]
-async fn drain_closes_sessions_with_1001_and_refuses_new_ones() {
-    let mut node = start_node(&[("HERALD_SERVER__DRAIN_DELAY_MS", "300")]).await;
+async fn drain_spreads_its_closes_over_time_at_the_configured_rate() {
+    // 30 sessions at 15 closes/s: the closes take about 2 s, not one burst.
+    let mut node = start_node(&[("HERALD_SERVER__DRAIN_CLOSE_RATE", "15")]).await;
+    let mut clients = Vec::new();
+    for i in 0..30 {
+        let mut ws = node.connect(&format!("spread{i}"), "").await;
+        ws.welcome().await;
+        clients.push(ws);
+    }
+    eventually("online", || async { online(&node, "spread29").await }).await;
+    let started = std::time::Instant::now();
+    let drain = actix_rt::spawn(async move { node.node.shutdown().await });
+    let closes = futures_util::future::join_all(clients.iter_mut().map(|ws| async move {
+        let (code, _) = ws.expect_close().await;
+        (code, started.elapsed())
+    }))
+    .await;
+    assert!(closes.iter().all(|(code, _)| *code == 1012), "{closes:?}");
+    let first = closes.iter().map(|c| c.1).min().unwrap();
+    let last = closes.iter().map(|c| c.1).max().unwrap();
+    assert!(
+        last - first >= Duration::from_millis(1200),
+        "closes spread over {:?} only",
+        last - first
+    );
+    drain.await.unwrap();
+}
+
+#[actix_rt::test]
+async fn drain_tells_sessions_to_reconnect_with_jitter_closes_1012_and_refuses_new_ones() {
+    let mut node = start_node(&[
+        ("HERALD_SERVER__DRAIN_DELAY_MS", "300"),
+        ("HERALD_SERVER__DRAIN_RECONNECT_JITTER_MS", "750"),
+    ])
+    .await;
     let mut a = node.connect("oli", "device=a").await;
     let mut b = node.connect("pia", "").await;
     a.welcome().await;
@@ -217,9 +250,15 @@ async fn drain_closes_sessions_with_1001_and_refuses_new_ones() {
     .await;
     b.send_json(json!({"type": "ping"})).await;
     assert_eq!(b.next_json().await["type"], "pong");
-    let (ca, _) = a.expect_close().await;
-    let (cb, _) = b.expect_close().await;
-    assert_eq!((ca, cb), (1001, 1001));
+    for ws in [&mut a, &mut b] {
+        let notice = ws.next_json().await;
+        assert_eq!(notice, json!({"type": "reconnect", "jitter_ms": 750}));
+        let (code, reason) = ws.expect_close().await;
+        assert_eq!(
+            (code, reason.as_str()),
+            (1012, "server restarting, reconnect")
+        );
+    }
     assert!(draining.draining.load(std::sync::atomic::Ordering::Relaxed));
     drain.await.unwrap();
     // After the drain the listener is gone.

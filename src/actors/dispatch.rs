@@ -14,6 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use futures_util::future::join_all;
+use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
 use super::hub::HubHandle;
@@ -112,6 +114,7 @@ impl DispatchHandle {
                     buf: Vec::new(),
                     busy: false,
                     last_warn: None,
+                    settled: Vec::new(),
                 })
             })
             .collect();
@@ -120,6 +123,21 @@ impl DispatchHandle {
             counters: link.counters.clone(),
             cluster: Some((link, pool.into())),
         }
+    }
+
+    /// Resolves once every delivery dispatched before the call has been routed and its
+    /// forwards sent (or given up on): a drain calls it after the last request finished.
+    pub async fn settle(&self) {
+        let Some((link, pool)) = &self.cluster else {
+            return;
+        };
+        join_all(pool.iter().map(|w| {
+            let (tx, rx) = oneshot::channel();
+            w.do_send(Settle(tx));
+            rx
+        }))
+        .await;
+        link.peers.settle().await;
     }
 
     /// Dispatches what the store accepted; duplicates carry nothing to deliver.
@@ -198,6 +216,12 @@ pub fn route(
     per_node
 }
 
+/// Answered once everything handed to the worker before it has been looked up and queued
+/// at the peer forwarders.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Settle(oneshot::Sender<()>);
+
 /// Deliveries for one worker to route to remote nodes.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -212,12 +236,17 @@ struct DispatchWorker {
     busy: bool,
     /// When the last lookup failure was logged.
     last_warn: Option<Instant>,
+    /// Waiting for the worker to be idle (a drain).
+    settled: Vec<oneshot::Sender<()>>,
 }
 
 impl DispatchWorker {
     fn flush(&mut self, ctx: &mut Context<Self>) {
         if self.buf.is_empty() {
             self.busy = false;
+            for w in self.settled.drain(..) {
+                let _ = w.send(());
+            }
             return;
         }
         self.busy = true;
@@ -294,6 +323,18 @@ impl Handler<Dispatch> for DispatchWorker {
         self.buf.extend(msg.0);
         if !self.busy {
             self.flush(ctx);
+        }
+    }
+}
+
+impl Handler<Settle> for DispatchWorker {
+    type Result = ();
+
+    fn handle(&mut self, msg: Settle, _ctx: &mut Self::Context) {
+        if self.busy {
+            self.settled.push(msg.0);
+        } else {
+            let _ = msg.0.send(());
         }
     }
 }

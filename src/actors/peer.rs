@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use serde::Deserialize;
+use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
 use crate::bindings::Bindings;
@@ -64,6 +65,8 @@ struct Peer {
     deps: Arc<PeerDeps>,
     queue: VecDeque<Envelope>,
     busy: bool,
+    /// Waiting for the queue to be empty and no batch in flight (a drain).
+    settled: Vec<oneshot::Sender<()>>,
 }
 
 impl Peer {
@@ -74,6 +77,7 @@ impl Peer {
             deps,
             queue: VecDeque::new(),
             busy: false,
+            settled: Vec::new(),
         }
     }
 
@@ -88,6 +92,9 @@ impl Peer {
         if self.queue.is_empty() {
             stats.queue.store(0, Ordering::Relaxed);
             self.busy = false;
+            for w in self.settled.drain(..) {
+                let _ = w.send(());
+            }
             return;
         }
         self.busy = true;
@@ -210,6 +217,23 @@ impl Handler<Forward> for Peer {
     }
 }
 
+/// Answered once the peer has nothing queued and no batch in flight.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Settle(oneshot::Sender<()>);
+
+impl Handler<Settle> for Peer {
+    type Result = ();
+
+    fn handle(&mut self, msg: Settle, _ctx: &mut Self::Context) {
+        if self.busy {
+            self.settled.push(msg.0);
+        } else {
+            let _ = msg.0.send(());
+        }
+    }
+}
+
 /// The handle to this node's peer actors, created on first use on the dispatch arbiter.
 #[derive(Clone)]
 pub struct PeerSet {
@@ -228,6 +252,20 @@ impl PeerSet {
             arbiter,
             peers: Arc::default(),
         }
+    }
+
+    /// Resolves once every peer forwarder has sent (or given up on) what it had queued.
+    pub async fn settle(&self) {
+        let peers: Vec<Addr<Peer>> = {
+            let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+            peers.values().map(|(_, p)| p.clone()).collect()
+        };
+        futures_util::future::join_all(peers.iter().map(|p| {
+            let (tx, rx) = oneshot::channel();
+            p.do_send(Settle(tx));
+            rx
+        }))
+        .await;
     }
 
     /// Queues `items` for the node `id` reachable at `addr`.

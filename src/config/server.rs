@@ -36,6 +36,14 @@ pub struct ServerConfig {
     /// On SIGTERM, how long `/readyz` fails before sessions are closed, ms, so a load
     /// balancer stops sending new connections first.
     pub drain_delay_ms: u64,
+    /// Sessions a drain closes per second, so they reconnect to the other nodes at a steady
+    /// rate; 0 = all at once.
+    pub drain_close_rate: u32,
+    /// The longest a drain spends closing sessions, ms: past it the rate goes up to fit.
+    pub drain_spread_ms: u64,
+    /// The reconnect jitter, ms, a drain tells clients to use (`{"type":"reconnect",
+    /// "jitter_ms":…}` before the 1012 close): each waits a random time up to it.
+    pub drain_reconnect_jitter_ms: u64,
     /// WebSocket upgrades per second per client address (429 `connect_rate_limited`
     /// above); 0 = no limit.
     pub connect_rate_per_ip: u32,
@@ -114,6 +122,9 @@ impl Default for ServerConfig {
             backlog: 4096,
             shutdown_timeout_s: 10,
             drain_delay_ms: 0,
+            drain_close_rate: 1000,
+            drain_spread_ms: 10_000,
+            drain_reconnect_jitter_ms: 1000,
             connect_rate_per_ip: 100,
             connect_burst_per_ip: 200,
             limit_loopback: false,
@@ -153,6 +164,18 @@ impl ServerConfig {
             return Err(invalid(
                 "server.connect_burst_per_ip",
                 "must be > 0 when server.connect_rate_per_ip is set",
+            ));
+        }
+        if self.drain_spread_ms > 600_000 {
+            return Err(invalid(
+                "server.drain_spread_ms",
+                "must be at most 600000 (10 minutes)",
+            ));
+        }
+        if self.drain_reconnect_jitter_ms > 600_000 {
+            return Err(invalid(
+                "server.drain_reconnect_jitter_ms",
+                "must be at most 600000 (10 minutes)",
             ));
         }
         Ok(())

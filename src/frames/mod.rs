@@ -232,6 +232,12 @@ pub fn welcome(
     .into()
 }
 
+/// `{"type":"reconnect","jitter_ms":…}`, sent just before a drain closes the session with
+/// 1012: reconnect now, after a random wait of up to `jitter_ms`.
+pub fn reconnect(jitter_ms: u64) -> ByteString {
+    format!(r#"{{"type":"reconnect","jitter_ms":{jitter_ms}}}"#).into()
+}
+
 /// `{"type":"pong"}`.
 pub fn pong() -> ByteString {
     ByteString::from_static(r#"{"type":"pong"}"#)
@@ -305,8 +311,10 @@ impl ClientFrame {
 /// Why a session is being closed; each maps to one WebSocket close code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
-    /// 1001: the node is draining; reconnect elsewhere.
+    /// 1001: the session cannot go on here (its first history read kept failing).
     GoingAway,
+    /// 1012: the node is draining (restart); reconnect now, with jitter.
+    Restart,
     /// 4001: the token expired and was not refreshed.
     AuthExpired,
     /// 4002: the client does not read fast enough.
@@ -328,6 +336,7 @@ impl CloseReason {
     pub fn code(self) -> u16 {
         match self {
             CloseReason::GoingAway => 1001,
+            CloseReason::Restart => 1012,
             CloseReason::AuthExpired => 4001,
             CloseReason::SlowConsumer => 4002,
             CloseReason::Policy => 4003,
@@ -342,6 +351,7 @@ impl CloseReason {
     pub fn text(self) -> &'static str {
         match self {
             CloseReason::GoingAway => "server going away, reconnect",
+            CloseReason::Restart => "server restarting, reconnect",
             CloseReason::AuthExpired => "token expired",
             CloseReason::SlowConsumer => "slow consumer",
             CloseReason::Policy => "policy violation",

@@ -146,3 +146,12 @@ fn live_frames_know_when_their_message_arrived_and_stored_copies_do_not() {
     assert_eq!(fwd.len(), live.len());
     assert_eq!(fwd.stored().arrived_us(), None);
 }
+
+#[test]
+fn a_drain_tells_the_client_to_reconnect_with_jitter_and_closes_with_1012() {
+    let f: serde_json::Value = serde_json::from_str(&reconnect(750)).unwrap();
+    assert_eq!(f["type"], "reconnect");
+    assert_eq!(f["jitter_ms"], 750);
+    assert_eq!(CloseReason::Restart.code(), 1012);
+    assert!(CloseReason::Restart.text().len() <= 123);
+}

@@ -69,12 +69,24 @@ pub(super) fn open_redis(
 /// The cluster half of a running node.
 pub(super) struct ClusterParts {
     membership: Arc<Membership>,
+    /// To wait for in-flight forwards on drain.
+    dispatch: DispatchHandle,
     internal: ServerHandle,
     internal_task: actix_rt::task::JoinHandle<std::io::Result<()>>,
     dispatch_arbiter: Arbiter,
 }
 
 impl ClusterParts {
+    /// Waits, at most `limit`, for every forward dispatched so far to be sent to its node.
+    pub(super) async fn settle(&self, limit: std::time::Duration) {
+        if tokio::time::timeout(limit, self.dispatch.settle())
+            .await
+            .is_err()
+        {
+            warn!("forwards still in flight when the drain's time ran out");
+        }
+    }
+
     /// Leaves the registry, stops the internal listener and the forwarding actors.
     pub(super) async fn leave(self, node: &NodeId) {
         if let Err(e) = self.membership.leave(node).await {
@@ -176,6 +188,7 @@ pub(super) fn start(
     info!(node = %node, internal = %internal_addr, "internal listener up");
     let parts = ClusterParts {
         membership,
+        dispatch: dispatch.clone(),
         internal: server.handle(),
         internal_task: actix_rt::spawn(server),
         dispatch_arbiter,

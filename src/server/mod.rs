@@ -20,7 +20,7 @@ use self::cluster::ClusterParts;
 use crate::actors::ask::PeerAsk;
 use crate::actors::cursors::CursorsHandle;
 use crate::actors::dispatch::DispatchHandle;
-use crate::actors::hub::{HubHandle, BINDING_FLUSH};
+use crate::actors::hub::{DrainPace, DrainPolicy, HubHandle, BINDING_FLUSH};
 use crate::actors::positions;
 use crate::actors::session::SessionDeps;
 use crate::auth::{ApiKeys, KeyError, TokenVerifier};
@@ -272,22 +272,31 @@ fn start_http(
 }
 
 impl Node {
-    /// Drains and stops: readiness goes false, sessions close with 1001, pending acks are
-    /// written, in-flight requests finish, then the server stops.
+    /// Drains and stops: readiness goes false and new sockets are refused; after
+    /// `drain_delay_ms` sessions are told to reconnect (1012), spread over time; pending
+    /// acks are written; in-flight requests finish and their forwards are sent; then the
+    /// node leaves the registry and the server stops.
     pub async fn shutdown(&mut self) {
         let state = &self.state;
         state.draining.store(true, Ordering::Relaxed);
-        let delay = Duration::from_millis(self.cfg.server.drain_delay_ms);
-        if !delay.is_zero() {
+        let server = &self.cfg.server;
+        if server.drain_delay_ms > 0 {
             info!(
-                delay_ms = self.cfg.server.drain_delay_ms,
+                delay_ms = server.drain_delay_ms,
                 "readiness off; waiting before closing sessions"
             );
-            actix_rt::time::sleep(delay).await;
+            actix_rt::time::sleep(Duration::from_millis(server.drain_delay_ms)).await;
         }
-        let asked = state.hub.drain().await;
-        info!(sessions = asked, "draining");
-        let deadline = Instant::now() + Duration::from_secs(self.cfg.server.shutdown_timeout_s);
+        let policy = drain_policy(server);
+        let asked = state.hub.drain(policy).await;
+        let spread = DrainPace::new(asked, &policy).window();
+        info!(
+            sessions = asked,
+            spread_ms = spread.as_millis() as u64,
+            "draining: telling sessions to reconnect"
+        );
+        let timeout = Duration::from_secs(server.shutdown_timeout_s);
+        let deadline = Instant::now() + spread + timeout;
         while Instant::now() < deadline {
             match state.hub.stats().await {
                 Ok(s) if s.sessions > 0 => actix_rt::time::sleep(Duration::from_millis(20)).await,
@@ -302,6 +311,7 @@ impl Node {
             let _ = server.await;
         }
         if let Some(c) = self.cluster.take() {
+            c.settle(timeout).await;
             // Give the hub one binding flush to unbind the users whose sessions just closed.
             actix_rt::time::sleep(BINDING_FLUSH * 2).await;
             c.leave(&state.node).await;
@@ -314,6 +324,15 @@ impl Node {
     pub async fn run_until_signal(mut self) {
         shutdown_signal().await;
         self.shutdown().await;
+    }
+}
+
+/// How a drain spreads its closes, from `[server]`.
+pub fn drain_policy(server: &crate::config::ServerConfig) -> DrainPolicy {
+    DrainPolicy {
+        close_rate: server.drain_close_rate,
+        max_spread: Duration::from_millis(server.drain_spread_ms),
+        jitter_ms: server.drain_reconnect_jitter_ms,
     }
 }
 

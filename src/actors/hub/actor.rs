@@ -13,6 +13,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use tracing::{debug, warn};
 
+use super::drain::{Spread, DRAIN_TICK};
 use super::{
     Broadcast, Deliver, DevicePresence, Drain, GetStats, HubStats, Join, Leave, LocalUsers,
     Positions, Presence, Rebind, RebindAll, BINDING_FLUSH,
@@ -40,6 +41,8 @@ pub(super) struct Hub {
     pushed: HashMap<UserId, Seq>,
     sessions: usize,
     draining: bool,
+    /// The drain under way: sessions still to be told to reconnect.
+    spread: Option<Spread>,
     bindings: Arc<dyn Bindings>,
     /// Users that gained their first local session since the last route flush.
     to_bind: Vec<UserId>,
@@ -70,6 +73,7 @@ impl Hub {
             pushed: HashMap::new(),
             sessions: 0,
             draining: false,
+            spread: None,
             bindings,
             to_bind: Vec::new(),
             to_unbind: Vec::new(),
@@ -186,8 +190,8 @@ impl Handler<Join> for Hub {
     fn handle(&mut self, msg: Join, ctx: &mut Self::Context) {
         let c = self.counters.clone();
         let _timed = c.handling(ActorKind::Hub);
-        if self.draining {
-            msg.handle.close(CloseReason::GoingAway);
+        if let Some(s) = &self.spread {
+            msg.handle.restart(s.notice());
             return;
         }
         let members = self.users.entry(msg.user.clone()).or_default();
@@ -386,17 +390,30 @@ impl Handler<Positions> for Hub {
 impl Handler<Drain> for Hub {
     type Result = usize;
 
-    fn handle(&mut self, _msg: Drain, _ctx: &mut Self::Context) -> usize {
+    /// Snapshots the sessions, then closes them a tick at a time at the policy's pace.
+    fn handle(&mut self, msg: Drain, ctx: &mut Self::Context) -> usize {
         let c = self.counters.clone();
         let _timed = c.handling(ActorKind::Hub);
         self.draining = true;
-        let n = self.sessions;
-        for members in self.users.values() {
-            for m in members {
-                m.handle.close(CloseReason::GoingAway);
-            }
-        }
+        let left: Vec<SessionHandle> = self
+            .users
+            .values()
+            .flat_map(|ms| ms.iter().map(|m| m.handle.clone()))
+            .collect();
+        let n = left.len();
+        self.spread = Some(Spread::start(left, &msg.0));
+        self.close_due(ctx);
         n
+    }
+}
+
+impl Hub {
+    /// Closes the sessions the drain's pace says are due, and comes back a tick later
+    /// until every one has been told.
+    fn close_due(&mut self, ctx: &mut Context<Self>) {
+        if self.spread.as_mut().is_some_and(|s| !s.tell_due()) {
+            ctx.run_later(DRAIN_TICK, |act, ctx| act.close_due(ctx));
+        }
     }
 }
 

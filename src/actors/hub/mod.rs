@@ -7,6 +7,9 @@
 //! before accepting more. The messages themselves are private to this module.
 
 mod actor;
+mod drain;
+
+pub use self::drain::{DrainPace, DrainPolicy};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -115,10 +118,11 @@ struct Positions {
     seqs: Vec<Seq>,
 }
 
-/// Close every session with 1001 and refuse new ones; answers how many were asked to close.
+/// Refuse new sessions and tell every session to reconnect (1012), spread as the policy
+/// says; answers how many sessions there were.
 #[derive(Message)]
 #[rtype(result = "usize")]
-struct Drain;
+struct Drain(DrainPolicy);
 
 /// Counts for stats and drain progress.
 #[derive(Message)]
@@ -256,9 +260,11 @@ impl HubHandle {
         self.tell(Positions { users, seqs });
     }
 
-    /// Closes every session with 1001 and refuses new ones; how many were asked to close.
-    pub async fn drain(&self) -> usize {
-        self.ask(Drain).await.unwrap_or(0)
+    /// Refuses new sessions and starts telling every session to reconnect elsewhere
+    /// (`{"type":"reconnect"}`, then close 1012), spread over time as `policy` says; how
+    /// many sessions there were. [`HubHandle::stats`] shows them leave.
+    pub async fn drain(&self, policy: DrainPolicy) -> usize {
+        self.ask(Drain(policy)).await.unwrap_or(0)
     }
 
     /// Sessions, users, draining.

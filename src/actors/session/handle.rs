@@ -23,6 +23,8 @@ pub(super) enum Push {
     Position(Seq),
     /// Close the session with this reason.
     Close(CloseReason),
+    /// Send this `reconnect` frame, then close with 1012 (the node drains).
+    Restart(ByteString),
 }
 
 /// What became of a push offered to a session.
@@ -76,5 +78,12 @@ impl SessionHandle {
     pub fn close(&self, reason: CloseReason) {
         self.gauge.offered();
         self.tx.do_send(Push::Close(reason));
+    }
+
+    /// Asks the session to send `notice` (the drain's `reconnect` frame) and close with
+    /// 1012 (queued even when its mailbox is full).
+    pub fn restart(&self, notice: ByteString) {
+        self.gauge.offered();
+        self.tx.do_send(Push::Restart(notice));
     }
 }

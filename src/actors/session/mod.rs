@@ -144,11 +144,21 @@ impl WsSession {
     /// Starts closing: drops what is queued, sends the close frame, and stops once it is
     /// written or after the grace period.
     fn close(&mut self, reason: CloseReason, ctx: &mut Context<Self>) {
+        self.close_after(None, reason, ctx);
+    }
+
+    /// [`Self::close`], with `notice` written just before the close frame.
+    fn close_after(
+        &mut self,
+        notice: Option<ByteString>,
+        reason: CloseReason,
+        ctx: &mut Context<Self>,
+    ) {
         if self.out.is_closing() {
             return;
         }
         debug!(session = %self.id, user = %self.user, code = reason.code(), "closing session");
-        self.out.close(reason);
+        self.out.close(notice, reason);
         ctx.run_later(self.deps.cfg.close_grace(), |_, ctx| ctx.stop());
     }
 
@@ -378,6 +388,7 @@ impl WsSession {
                 self.text(frame);
             }
             Push::Close(reason) => self.close(reason, ctx),
+            Push::Restart(notice) => self.close_after(Some(notice), CloseReason::Restart, ctx),
         }
         if self.out.is_over() {
             Counters::add(&self.deps.counters.slow_consumers, 1);

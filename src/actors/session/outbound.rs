@@ -170,13 +170,15 @@ impl Outbound {
         }
     }
 
-    /// Drops what is queued and queues the close frame.
-    pub fn close(&mut self, reason: CloseReason) {
+    /// Drops what is queued and queues `notice` (a drain's `reconnect` frame), if any, and
+    /// the close frame.
+    pub fn close(&mut self, notice: Option<ByteString>, reason: CloseReason) {
         if self.closing {
             return;
         }
         self.queue.clear();
-        self.bytes = 0;
+        self.bytes = notice.as_ref().map_or(0, |n| n.len());
+        self.queue.extend(notice.map(Out::Text));
         self.pong = None;
         self.json_pong = false;
         self.queue.push_back(Out::Close(reason));
