@@ -114,9 +114,15 @@ impl UserSessions {
 
     /// A slot for one more session of `user`, unless it holds `max` already.
     pub fn acquire(self: &Arc<Self>, user: &UserId) -> Option<SessionSlot> {
+        self.acquire_within(user, self.max)
+    }
+
+    /// [`Self::acquire`] with a lower cap for this user (from its auth answer); the node's
+    /// cap still applies.
+    pub fn acquire_within(self: &Arc<Self>, user: &UserId, cap: usize) -> Option<SessionSlot> {
         let mut counts = self.lock();
         let n = counts.entry(user.clone()).or_insert(0);
-        if *n >= self.max {
+        if *n >= self.max.min(cap) {
             return None;
         }
         *n += 1;

@@ -24,7 +24,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-pub use self::auth::{AuthConfig, JwtAlgorithm};
+pub use self::auth::{AuthConfig, AuthMode, HttpAuthConfig, JwtAlgorithm};
 pub use self::cluster::{ClusterConfig, RoutesBackend, RoutesConfig};
 pub use self::metrics::MetricsConfig;
 pub use self::server::{IpNet, LogConfig, LogFormat, NodeConfig, ServerConfig};

@@ -74,9 +74,14 @@ impl ClientLimits {
     pub fn session_slot(
         &self,
         user: &UserId,
+        cap: Option<usize>,
         counters: &Counters,
     ) -> Result<SessionSlot, ApiError> {
-        self.sessions.acquire(user).ok_or_else(|| {
+        let slot = match cap {
+            Some(cap) => self.sessions.acquire_within(user, cap),
+            None => self.sessions.acquire(user),
+        };
+        slot.ok_or_else(|| {
             Counters::add(&counters.sessions_refused_per_user, 1);
             ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,

@@ -12,7 +12,7 @@ use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use super::error::ApiError;
 use super::{bearer, AppState};
 use crate::actors::session::{Opening, ResumeFrom, WsSession};
-use crate::auth::AuthError;
+use crate::auth::{AuthError, AuthRequest, Purpose};
 use crate::ids::{parse_resume_seq, DeviceId, MAX_SEQ};
 use crate::metrics::Counters;
 
@@ -24,7 +24,7 @@ pub async fn upgrade(
 ) -> Result<HttpResponse, ApiError> {
     admit_node(&state)?;
     state.clients.admit_connect(&req, &state.counters)?;
-    let opening = opening(&req, &state)?;
+    let opening = opening(&req, &state).await?;
     // The session reads the client's frames itself (see `session::inbound`): actix-ws gets
     // an empty payload and only builds the handshake response and the sink.
     let payload = body.into_inner();
@@ -70,7 +70,7 @@ fn admit_node(state: &AppState) -> Result<(), ApiError> {
 }
 
 /// Who the request is (token), which device, where it resumes, and its user's session slot.
-fn opening(req: &HttpRequest, state: &AppState) -> Result<Opening, ApiError> {
+async fn opening(req: &HttpRequest, state: &AppState) -> Result<Opening, ApiError> {
     let query = web::Query::<HashMap<String, String>>::from_query(req.query_string())
         .map_err(|_| ApiError::bad_request("bad_query", "query string is not valid"))?;
     let token = query
@@ -78,7 +78,26 @@ fn opening(req: &HttpRequest, state: &AppState) -> Result<Opening, ApiError> {
         .map(String::as_str)
         .or_else(|| bearer(req))
         .ok_or(AuthError::Missing)?;
-    let identity = state.session.verifier.verify(token)?;
+    let since = match query.get("since") {
+        Some(s) => Some(parse_resume_seq(s).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_since",
+                format!("since: must be an integer 0-{MAX_SEQ}"),
+            )
+        })?),
+        None => None,
+    };
+    let identity = state
+        .session
+        .auth
+        .verify(AuthRequest {
+            token,
+            device: query.get("device").map(String::as_str),
+            remote_addr: state.clients.client_ip(req),
+            since,
+            purpose: Purpose::Connect,
+        })
+        .await?;
     let device = match (query.get("device"), identity.device) {
         (Some(q), Some(t)) if q != t.as_str() => {
             return Err(ApiError::new(
@@ -92,18 +111,11 @@ fn opening(req: &HttpRequest, state: &AppState) -> Result<Opening, ApiError> {
             .map_err(|e| ApiError::bad_request("invalid_device", format!("device: {e}")))?,
         (None, None) => DeviceId::default_device(),
     };
-    let resume = match query.get("since") {
-        Some(s) => ResumeFrom::Since(parse_resume_seq(s).ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_since",
-                format!("since: must be an integer 0-{MAX_SEQ}"),
-            )
-        })?),
-        None => ResumeFrom::Cursor,
-    };
-    let slot = state
-        .clients
-        .session_slot(&identity.user, &state.counters)?;
+    let resume = since.map_or(ResumeFrom::Cursor, ResumeFrom::Since);
+    let slot =
+        state
+            .clients
+            .session_slot(&identity.user, identity.max_sessions, &state.counters)?;
     Ok(Opening {
         user: identity.user,
         device,

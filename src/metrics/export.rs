@@ -121,6 +121,7 @@ fn detail(c: &Counters, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Err
     for (backend, table, label) in [
         ("store", &c.ops.store, "op"),
         ("redis", &c.ops.redis, "command"),
+        ("auth", &c.ops.auth, "op"),
     ] {
         let (lat, err) = (format!("{backend}_op"), format!("{backend}_op_errors"));
         let help = format!("Latency of {backend} operations.");

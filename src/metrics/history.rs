@@ -63,7 +63,11 @@ impl Tick {
         .sum::<u64>()
             + c.actors.iter().map(|a| g(&a.errors)).sum::<u64>();
         let mut ops = Vec::new();
-        for (backend, table) in [("store", &c.ops.store), ("redis", &c.ops.redis)] {
+        for (backend, table) in [
+            ("store", &c.ops.store),
+            ("redis", &c.ops.redis),
+            ("auth", &c.ops.auth),
+        ] {
             for (name, s) in table.iter() {
                 ops.push((backend, name, s.latency.snapshot(), g(&s.errors)));
             }

@@ -28,18 +28,19 @@ pub use self::board::{PeerStats, QueueGauge, QueueRow, SESSIONS_PER_USER};
 use self::export::Exporter;
 pub use self::histogram::{Histogram, Snapshot};
 pub use self::history::{ActorRow, History, OpRow, PeerRow, Sample, Tick};
-pub use self::ops::{OpStats, OpTable, REDIS_OPS, STORE_OPS};
+pub use self::ops::{OpStats, OpTable, AUTH_OPS, REDIS_OPS, STORE_OPS};
 pub use self::process::ProcessReadings;
 pub use self::readings::{Kind, Reading, READINGS};
 pub use self::view::{Closes, NodeView, DEEPEST_QUEUES};
 
 use self::board::{PeerBoard, SessionBoard, UsersBySessions};
 
-/// Latency and errors of every Redis command and store call.
+/// Latency and errors of every Redis command, store call and auth call.
 #[derive(Debug)]
 pub struct BackendOps {
     pub redis: OpTable,
     pub store: OpTable,
+    pub auth: OpTable,
 }
 
 impl Default for BackendOps {
@@ -47,6 +48,7 @@ impl Default for BackendOps {
         Self {
             redis: OpTable::new(REDIS_OPS),
             store: OpTable::new(STORE_OPS),
+            auth: OpTable::new(AUTH_OPS),
         }
     }
 }
@@ -120,6 +122,20 @@ pub struct Counters {
     /// Requests to the internal listener's `/internal/v1/deliver` refused (bad or replayed
     /// signature, body too large or too slow, unreadable body, sender mismatch).
     pub internal_refused: AtomicU64,
+    /// Connection tokens refused (401), in every auth mode.
+    pub auth_refused: AtomicU64,
+    /// Connects and refreshes answered 503 `auth_unavailable` (endpoint or key set down).
+    pub auth_unavailable: AtomicU64,
+    /// Tokens the auth endpoint had verified, answered from the cache.
+    pub auth_cache_hits: AtomicU64,
+    /// Verifications that waited for an identical one in flight instead of calling.
+    pub auth_coalesced: AtomicU64,
+    /// Auth endpoint calls failed at once by the open breaker.
+    pub auth_breaker_rejected: AtomicU64,
+    /// 1 while the auth endpoint's breaker is open.
+    pub auth_breaker_open: AtomicU64,
+    /// JWKS refreshes an unknown `kid` asked for that the rate limit refused.
+    pub jwks_refresh_limited: AtomicU64,
     /// Per actor type, indexed by [`ActorKind`].
     pub actors: [ActorStats; ActorKind::ALL.len()],
     /// Per pipeline stage, indexed by [`Stage`].

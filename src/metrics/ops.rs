@@ -1,4 +1,5 @@
-//! Latency and errors of each operation against a backend (Redis commands, store calls),
+//! Latency and errors of each operation against a backend (Redis commands, store calls,
+//! the auth endpoint),
 //! labelled by a fixed list of operation names so label cardinality stays bounded.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -91,6 +92,9 @@ pub const STORE_OPS: &[&str] = &[
     "device_cursors",
     "other",
 ];
+
+/// Calls to the auth endpoint and fetches of the JWKS (label `op`).
+pub const AUTH_OPS: &[&str] = &["verify_http", "jwks_fetch", "other"];
 
 #[cfg(test)]
 mod tests {

@@ -178,4 +178,46 @@ pub const READINGS: &[Reading] = &[
         help: "Requests to the internal listener's `/internal/v1/deliver` refused (bad or replayed signature, body too large or too slow, unreadable body, sender mismatch).",
         of: |c| &c.internal_refused,
     },
+    Reading {
+        name: "auth_refused",
+        kind: Kind::Counter,
+        help: "Connection tokens refused (401), in every auth mode.",
+        of: |c| &c.auth_refused,
+    },
+    Reading {
+        name: "auth_unavailable",
+        kind: Kind::Counter,
+        help: "Connects and refreshes answered 503 auth_unavailable (endpoint or key set down).",
+        of: |c| &c.auth_unavailable,
+    },
+    Reading {
+        name: "auth_cache_hits",
+        kind: Kind::Counter,
+        help: "Tokens the auth endpoint had verified, answered from the cache.",
+        of: |c| &c.auth_cache_hits,
+    },
+    Reading {
+        name: "auth_coalesced",
+        kind: Kind::Counter,
+        help: "Verifications that waited for an identical one in flight instead of calling.",
+        of: |c| &c.auth_coalesced,
+    },
+    Reading {
+        name: "auth_breaker_rejected",
+        kind: Kind::Counter,
+        help: "Auth endpoint calls failed at once by the open breaker.",
+        of: |c| &c.auth_breaker_rejected,
+    },
+    Reading {
+        name: "auth_breaker_open",
+        kind: Kind::Gauge,
+        help: "1 while the auth endpoint's breaker is open.",
+        of: |c| &c.auth_breaker_open,
+    },
+    Reading {
+        name: "jwks_refresh_limited",
+        kind: Kind::Counter,
+        help: "JWKS refreshes an unknown kid asked for that the rate limit refused.",
+        of: |c| &c.jwks_refresh_limited,
+    },
 ];

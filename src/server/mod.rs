@@ -23,7 +23,7 @@ use crate::actors::dispatch::DispatchHandle;
 use crate::actors::hub::{DrainPace, DrainPolicy, HubHandle, BINDING_FLUSH};
 use crate::actors::positions;
 use crate::actors::session::SessionDeps;
-use crate::auth::{ApiKeys, KeyError, TokenVerifier};
+use crate::auth::{ApiKeys, Authenticator, KeyError};
 use crate::bindings::memory::MemoryBindings;
 use crate::bindings::Bindings;
 use crate::cluster::LivePeers;
@@ -152,8 +152,9 @@ pub async fn start_with_store(
 ) -> Result<Node, StartError> {
     let cfg = Arc::new(cfg);
     let node = node_id(&cfg);
-    let verifier = Arc::new(TokenVerifier::from_config(&cfg.auth)?);
     let counters = Arc::new(Counters::default());
+    let auth = Arc::new(Authenticator::from_config(&cfg.auth, counters.clone())?);
+    auth.start().await;
     counters.set_timing(cfg.metrics.timing);
     let store: Arc<dyn MessageStore> = Arc::new(TimedStore::new(store, counters.clone()));
     let addr = listener.local_addr().map_err(StartError::Listen)?;
@@ -183,7 +184,7 @@ pub async fn start_with_store(
         hub: actors.hub.clone(),
         cursors: actors.cursors.clone(),
         store: store.clone(),
-        verifier,
+        auth,
         counters: counters.clone(),
     });
     let ask = cluster.as_ref().map(|_| {

@@ -15,6 +15,7 @@ use serde_json::Value;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 
+pub mod auth_endpoint;
 pub mod lb;
 pub mod mongo_proc;
 pub mod procs;

@@ -9,14 +9,15 @@ use actix_ws::{Message, ProtocolError};
 use tracing::debug;
 
 use super::WsSession;
+use crate::auth::{AuthError, AuthRequest, Identity, Purpose};
 use crate::frames::{self, ClientFrame, CloseReason, FrameError};
 
 impl WsSession {
-    fn on_text(&mut self, text: &str) {
+    fn on_text(&mut self, text: &str, ctx: &mut Context<Self>) {
         match ClientFrame::parse(text) {
             Ok(ClientFrame::Ping { token }) => {
                 if let Some(token) = token {
-                    self.refresh(&token);
+                    self.refresh(token, ctx);
                 }
                 self.out.push_json_pong();
             }
@@ -41,9 +42,35 @@ impl WsSession {
         }
     }
 
-    /// A ping carried a token: extend the session when it is for this user and device.
-    fn refresh(&mut self, token: &str) {
-        let refused = match self.deps.verifier.verify(token) {
+    /// A ping carried a token: judge it the way connects are judged (off the session's
+    /// path: an auth endpoint call does not hold up deliveries), then extend the session
+    /// when it is for this user and device.
+    fn refresh(&mut self, token: String, ctx: &mut Context<Self>) {
+        let deps = self.deps.clone();
+        let device = self.device.to_string();
+        let verify = async move {
+            deps.auth
+                .verify(AuthRequest {
+                    token: &token,
+                    device: Some(&device),
+                    remote_addr: None,
+                    since: None,
+                    purpose: Purpose::Refresh,
+                })
+                .await
+        };
+        ctx.spawn(
+            verify
+                .into_actor(self)
+                .map(|verdict, act, _| act.refreshed(verdict)),
+        );
+    }
+
+    fn refreshed(&mut self, verdict: Result<Identity, AuthError>) {
+        if self.out.is_closing() {
+            return;
+        }
+        let refused = match verdict {
             Ok(id) if id.device.as_ref().is_some_and(|d| *d != self.device) => Some((
                 "token_device_mismatch",
                 "refresh token is bound to another device; session expiry unchanged".into(),
@@ -71,7 +98,7 @@ impl StreamHandler<Result<Message, ProtocolError>> for WsSession {
             return;
         }
         match item {
-            Ok(Message::Text(text)) => self.on_text(&text),
+            Ok(Message::Text(text)) => self.on_text(&text, ctx),
             Ok(Message::Binary(_)) => self.text(frames::error(
                 "binary_not_supported",
                 "send JSON text frames",

@@ -34,7 +34,7 @@ use self::order::{Action, Limits, Order, ReadFrom};
 use self::outbound::{Budget, Out, Outbound, Writer};
 use super::cursors::CursorsHandle;
 use super::hub::HubHandle;
-use crate::auth::TokenVerifier;
+use crate::auth::Authenticator;
 use crate::clock::{now_ms, now_s};
 use crate::config::SessionConfig;
 use crate::frames::{self, CloseReason};
@@ -57,7 +57,7 @@ pub struct SessionDeps {
     pub hub: HubHandle,
     pub cursors: CursorsHandle,
     pub store: Arc<dyn MessageStore>,
-    pub verifier: Arc<TokenVerifier>,
+    pub auth: Arc<Authenticator>,
     pub counters: Arc<Counters>,
 }
 
@@ -267,7 +267,7 @@ impl WsSession {
         if self.last_heard.elapsed() > self.deps.cfg.heartbeat_timeout() {
             Counters::add(&self.deps.counters.heartbeat_timeouts, 1);
             self.close(CloseReason::HeartbeatTimeout, ctx);
-        } else if self.deps.verifier.expired(self.expires_at, now_s()) {
+        } else if self.deps.auth.expired(self.expires_at, now_s()) {
             self.close(CloseReason::AuthExpired, ctx);
         } else {
             self.out.push(Out::Ping);
@@ -316,7 +316,7 @@ impl Actor for WsSession {
         ctx.run_interval(tick, move |act, ctx| {
             since_ping += tick;
             if act.last_heard.elapsed() > act.deps.cfg.heartbeat_timeout()
-                || act.deps.verifier.expired(act.expires_at, now_s())
+                || act.deps.auth.expired(act.expires_at, now_s())
                 || since_ping >= act.deps.cfg.heartbeat()
             {
                 since_ping = Duration::ZERO;

@@ -1,4 +1,5 @@
-//! Command line: `herald serve` and `herald token` (the load generator is `herald-bench`).
+//! Command line: `herald serve`, `herald token` and `herald auth check` (`auth_check.rs`;
+//! the load generator is `herald-bench`).
 //! `serve` refuses dev or weak secrets on a listener beyond loopback unless given
 //! `--insecure-dev` (the judgement is `config::secrets`).
 //!
@@ -9,6 +10,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+mod auth_check;
 
 use crate::auth::TokenMinter;
 use crate::config::secrets::{self, Verdict};
@@ -42,6 +45,27 @@ enum Command {
         #[arg(long, default_value = "1h", value_parser = parse_duration_s)]
         ttl: u64,
         /// Bind the token to one device id.
+        #[arg(long)]
+        device: Option<String>,
+        #[arg(long, short, default_value = "config.toml")]
+        config: PathBuf,
+    },
+    /// Connection-token tools for operators.
+    Auth {
+        #[command(subcommand)]
+        command: AuthCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuthCommand {
+    /// Run a token through the configured auth mode, as a connect would; prints the
+    /// verdict as JSON. Exit 0 accepted, 1 refused, 3 auth service unavailable.
+    Check {
+        /// The token a client would connect with.
+        #[arg(long)]
+        token: String,
+        /// The device the client would name.
         #[arg(long)]
         device: Option<String>,
         #[arg(long, short, default_value = "config.toml")]
@@ -113,6 +137,17 @@ fn load_config(path: &std::path::Path) -> Result<Config, ExitCode> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Auth {
+            command:
+                AuthCommand::Check {
+                    token,
+                    device,
+                    config,
+                },
+        } => match load_config(&config) {
+            Ok(cfg) => auth_check::run(&cfg, &token, device.as_deref()),
+            Err(code) => code,
+        },
         Command::Serve {
             config,
             insecure_dev,

@@ -1,64 +1,15 @@
-//! Connection-token verification (JWT) and producer API keys.
+//! JWT connection tokens: verification with the configured key (or a key of the JWKS the
+//! caller looked up by `kid`), and minting for `herald token`, demos and tests.
 //!
 //! The algorithm comes from config only; a token whose header names another algorithm
-//! (including `none`) is refused. Verification never touches the network.
+//! (including `none`) is refused. Nothing here touches the network.
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use super::{AuthError, Identity, KeyError};
 use crate::config::{AuthConfig, JwtAlgorithm};
 use crate::ids::{DeviceId, UserId};
-
-/// Why a token was refused. The text goes to the client, so it says what is wrong without
-/// echoing library internals.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AuthError {
-    #[error("missing token")]
-    Missing,
-    #[error("token expired")]
-    Expired,
-    #[error("token signature is invalid")]
-    BadSignature,
-    #[error("token algorithm is not accepted")]
-    BadAlgorithm,
-    #[error("token audience is not accepted")]
-    BadAudience,
-    #[error("token issuer is not accepted")]
-    BadIssuer,
-    #[error("token subject is not a valid user id")]
-    BadSubject,
-    #[error("token device claim is not a valid device id")]
-    BadDevice,
-    #[error("token is malformed or lacks a required claim")]
-    Malformed,
-    #[error("token expiry is further ahead than this server accepts")]
-    LifetimeTooLong,
-}
-
-impl AuthError {
-    /// Stable machine-readable code for JSON error bodies.
-    pub fn code(&self) -> &'static str {
-        match self {
-            AuthError::Missing => "token_missing",
-            AuthError::Expired => "token_expired",
-            _ => "token_invalid",
-        }
-    }
-}
-
-/// Configuration errors for key material, reported at startup.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    #[error("cannot read key file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("key file {path} is not a valid PEM key for {alg:?}")]
-    Pem { path: String, alg: JwtAlgorithm },
-    #[error("`herald token` with {0:?} needs auth.jwt_private_key_file")]
-    NoPrivateKey(JwtAlgorithm),
-}
 
 /// Claims Herald reads and writes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -77,18 +28,10 @@ pub struct Claims {
     pub device: Option<String>,
 }
 
-/// What a verified token says.
-#[derive(Debug, Clone)]
-pub struct Identity {
-    pub user: UserId,
-    pub device: Option<DeviceId>,
-    /// Unix seconds after which the session must be refreshed or closed.
-    pub expires_at: u64,
-}
-
 /// Verifies connection tokens with the configured key and rules.
 pub struct TokenVerifier {
-    key: DecodingKey,
+    /// The configured key; `None` when keys come from a key set (`auth.jwks_url`).
+    key: Option<DecodingKey>,
     validation: Validation,
     /// Clock skew allowed on `exp`, also applied to running sessions.
     pub leeway_s: u64,
@@ -126,7 +69,8 @@ impl TokenVerifier {
     /// Builds a verifier from config, loading the public key file when one is needed.
     pub fn from_config(cfg: &AuthConfig) -> Result<Self, KeyError> {
         let key = match cfg.jwt_algorithm {
-            JwtAlgorithm::HS256 => DecodingKey::from_secret(cfg.jwt_secret.as_bytes()),
+            JwtAlgorithm::HS256 => Some(DecodingKey::from_secret(cfg.jwt_secret.as_bytes())),
+            _ if !cfg.jwks_url.is_empty() => None,
             alg => {
                 let pem = read_key(&cfg.jwt_public_key_file)?;
                 let parsed = if alg == JwtAlgorithm::RS256 {
@@ -134,10 +78,10 @@ impl TokenVerifier {
                 } else {
                     DecodingKey::from_ec_pem(&pem)
                 };
-                parsed.map_err(|_| KeyError::Pem {
+                Some(parsed.map_err(|_| KeyError::Pem {
                     path: cfg.jwt_public_key_file.clone(),
                     alg,
-                })?
+                })?)
             }
         };
         let mut validation = Validation::new(algorithm(cfg.jwt_algorithm));
@@ -168,22 +112,44 @@ impl TokenVerifier {
         is_expired(expires_at, self.leeway_s, now_s)
     }
 
-    /// Verifies `token` and returns who it is for. An `exp` further ahead than
-    /// `auth.max_token_lifetime_s` is refused like a bad claim.
+    /// Verifies `token` with the configured key (see [`Self::verify_with`]); with a key set
+    /// configured instead, every token is refused here.
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        match &self.key {
+            Some(key) => self.verify_with(token, key),
+            None => Err(AuthError::UnknownKey),
+        }
+    }
+
+    /// Whether keys come from a key set.
+    pub fn uses_key_set(&self) -> bool {
+        self.key.is_none()
+    }
+
+    /// The `kid` of `token`'s header, if any (the header is not trusted for anything else).
+    pub fn kid(token: &str) -> Result<Option<String>, AuthError> {
+        jsonwebtoken::decode_header(token)
+            .map(|h| h.kid)
+            .map_err(|_| AuthError::Malformed)
+    }
+
+    /// Verifies `token` with `key` and returns who it is for. An `exp` further ahead than
+    /// `auth.max_token_lifetime_s` is refused like a bad claim.
+    pub fn verify_with(&self, token: &str, key: &DecodingKey) -> Result<Identity, AuthError> {
         use jsonwebtoken::errors::ErrorKind;
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
-            |e| match e.kind() {
-                ErrorKind::ExpiredSignature => AuthError::Expired,
-                ErrorKind::InvalidSignature => AuthError::BadSignature,
-                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
-                    AuthError::BadAlgorithm
+        let data =
+            jsonwebtoken::decode::<Claims>(token, key, &self.validation).map_err(|e| {
+                match e.kind() {
+                    ErrorKind::ExpiredSignature => AuthError::Expired,
+                    ErrorKind::InvalidSignature => AuthError::BadSignature,
+                    ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                        AuthError::BadAlgorithm
+                    }
+                    ErrorKind::InvalidAudience => AuthError::BadAudience,
+                    ErrorKind::InvalidIssuer => AuthError::BadIssuer,
+                    _ => AuthError::Malformed,
                 }
-                ErrorKind::InvalidAudience => AuthError::BadAudience,
-                ErrorKind::InvalidIssuer => AuthError::BadIssuer,
-                _ => AuthError::Malformed,
-            },
-        )?;
+            })?;
         if is_too_far_ahead(data.claims.exp, self.max_lifetime_s, crate::clock::now_s()) {
             return Err(AuthError::LifetimeTooLong);
         }
@@ -196,6 +162,7 @@ impl TokenVerifier {
             user,
             device,
             expires_at: data.claims.exp,
+            max_sessions: None,
         })
     }
 }
@@ -260,46 +227,6 @@ impl TokenMinter {
     }
 }
 
-/// Checks bearer keys (producer API keys, operator admin keys) in constant time per key.
-pub struct ApiKeys {
-    keys: Vec<Vec<u8>>,
-}
-
-impl ApiKeys {
-    pub fn new(keys: &[String]) -> Self {
-        Self {
-            keys: keys.iter().map(|k| k.as_bytes().to_vec()).collect(),
-        }
-    }
-
-    /// True when no key is configured.
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
-    /// True when `candidate` is one of the configured keys.
-    pub fn accepts(&self, candidate: &[u8]) -> bool {
-        self.find(candidate).is_some()
-    }
-
-    /// Which configured key `candidate` is (its index), compared in constant time.
-    pub fn find(&self, candidate: &[u8]) -> Option<usize> {
-        let mut found = None;
-        for (i, k) in self.keys.iter().enumerate() {
-            if k.len() == candidate.len() {
-                let diff = k
-                    .iter()
-                    .zip(candidate)
-                    .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-                if diff == 0 {
-                    found = Some(i);
-                }
-            }
-        }
-        found
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,13 +288,5 @@ mod tests {
         assert!(!is_too_far_ahead(u64::MAX, 10, u64::MAX));
         assert!(is_too_far_ahead(u64::MAX, 10, 1_700_000_000));
         assert!(!is_too_far_ahead(1_700_000_010, 10, 1_700_000_000));
-    }
-
-    #[test]
-    fn api_keys_match_exactly() {
-        let k = ApiKeys::new(&["key-one-123".into()]);
-        assert!(k.accepts(b"key-one-123"));
-        assert!(!k.accepts(b"key-one-12"));
-        assert!(!k.accepts(b"key-one-124"));
     }
 }
