@@ -54,6 +54,8 @@ pub struct ServerConfig {
     /// Proxies (addresses or CIDR blocks) whose `X-Forwarded-For` names the client: the
     /// client is the right-most address in it that is not one of these.
     pub trusted_proxies: Vec<IpNet>,
+    /// Serve the demo page (`/demo`) and the JS client (`/client/herald.js`).
+    pub demo: bool,
 }
 
 /// An address block, `10.0.0.0/8` or a single address.
@@ -129,6 +131,7 @@ impl Default for ServerConfig {
             connect_burst_per_ip: 200,
             limit_loopback: false,
             trusted_proxies: Vec::new(),
+            demo: true,
         }
     }
 }

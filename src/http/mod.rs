@@ -1,14 +1,15 @@
 //! HTTP surface: the WebSocket upgrade (`ws.rs`), the producer REST API (`api.rs`; a
 //! message's delivery status in `status.rs`), the operations endpoints (`ops.rs`, operator
-//! access in `admin.rs`), the cluster dashboard (`dashboard/`) and the internal
-//! node-to-node endpoint (`internal/`, on its own listener). Nothing on the public listener
-//! shows an internal listener address. Handlers parse, call one service, and answer; every
-//! error leaves through [`error::ApiError`].
+//! access in `admin.rs`), the cluster dashboard (`dashboard/`), the demo page and JS client
+//! (`demo.rs`) and the internal node-to-node endpoint (`internal/`, on its own listener).
+//! Nothing on the public listener shows an internal listener address. Handlers parse, call
+//! one service, and answer; every error leaves through [`error::ApiError`].
 
 pub mod admin;
 pub mod api;
 pub mod client;
 pub mod dashboard;
+pub mod demo;
 pub mod error;
 pub mod internal;
 pub mod ops;
@@ -61,6 +62,8 @@ pub struct AppState {
     /// Per-client limits of the WebSocket upgrade.
     pub clients: client::ClientLimits,
     pub dashboard: dashboard::Dashboard,
+    /// `server.demo`: serve `/demo` and `/client/herald.js`.
+    pub demo: bool,
     pub started: Instant,
 }
 
@@ -80,6 +83,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(ops::metrics))
         .route("/dashboard", web::get().to(dashboard::page))
         .route("/dashboard/data", web::get().to(dashboard::data))
+        .configure(demo::configure)
         .route("/api/v1/messages", web::post().to(api::post_message))
         .route("/api/v1/messages/batch", web::post().to(api::post_batch))
         .route(

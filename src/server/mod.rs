@@ -210,6 +210,7 @@ pub async fn start_with_store(
         max_sessions: cfg.max_sessions(),
         clients: ClientLimits::new(&cfg.server, cfg.session.max_per_user),
         dashboard: Dashboard::new(Duration::from_millis(cfg.metrics.peer_timeout_ms)),
+        demo: cfg.server.demo,
         started: Instant::now(),
     });
     // Step 5, the public HTTP server.

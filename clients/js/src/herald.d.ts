@@ -58,9 +58,15 @@ export interface StateChange {
   closeCode?: number | null;
   /** `reconnecting`/`closed`: why the connection ended. */
   reason?: string;
-  /** `reconnecting`: retries since the last stable connection, this one included. */
+  /**
+   * `reconnecting`: retries since the last stable connection, this one included; 0 when the
+   * server asked for the reconnect (close 1001 or 1012: not a failure, the backoff starts over).
+   */
   attempt?: number;
-  /** `reconnecting`: how long the client waits before this retry. */
+  /**
+   * `reconnecting`: how long the client waits before this retry: full-jitter backoff, or after
+   * 1001/1012 uniform in [0, jitter_ms] of the server's `reconnect` frame (default 1000).
+   */
   delayMs?: number;
 }
 

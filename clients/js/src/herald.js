@@ -1,8 +1,9 @@
 // @herald/client: the official Herald WebSocket client for browsers and Node (docs/protocol.md,
 // section 1). This file owns a device connection's whole lifecycle: token (string or async
 // callback), connect, welcome, application heartbeat and dead-connection detection, reconnect
-// with exponential backoff and full jitter, resume from the last processed seq (`since`),
-// dedupe by seq, batched cumulative acks, and the events the app sees. No runtime dependencies;
+// with exponential backoff and full jitter (a draining server's reconnect hint: a short
+// jittered delay that does not count as a failure), resume from the last processed seq
+// (`since`), dedupe by seq, batched cumulative acks, and the events the app sees. No runtime dependencies;
 // the WebSocket class, timers, clock and randomness are injectable for tests.
 // The public types are hand-written in herald.d.ts; keep the two in step.
 
@@ -15,6 +16,11 @@ const EVENTS = ["message", "state", "error", "truncated", "reset"];
 // Close codes after which reconnecting in a loop is wrong (protocol.md 1.5).
 const FATAL_CLOSE = { 1002: "protocol error", 4003: "policy violation" };
 const TOKEN_EXPIRED = 4001;
+// Close codes of a server that asks its clients to come back (drain, restart): 1001 going
+// away, 1012 service restart. Not a failure: retried after a random delay in [0, jitter],
+// the jitter from the connection's `reconnect` frame, and the backoff starts over.
+const SERVER_RESTART = new Set([1001, 1012]);
+const DEFAULT_RESTART_JITTER_MS = 1000;
 
 // The numeric options and their defaults (README "Options"); undefined: no default.
 const DEFAULTS = {
@@ -89,6 +95,7 @@ export class HeraldClient {
     this._welcome = null;
     this._welcomeAt = 0;
     this._pingAt = -1; // when the outstanding ping was sent; -1: none outstanding
+    this._jitterMs = null; // this connection's `reconnect` frame's jitter_ms; null: none came
     this._stopped = false; // close() called, or a fatal close: never reconnect
     this._timers = { retry: null, connect: null, ping: null, dead: null, ack: null };
   }
@@ -209,6 +216,7 @@ export class HeraldClient {
     }
     this._ws = ws;
     this._welcome = null;
+    this._jitterMs = null;
     ws.onmessage = (ev) => { if (this._ws === ws) this._onFrame(ev.data); };
     ws.onclose = (ev) => {
       if (this._ws === ws) this._lost(ev.code, ev.reason || "", {});
@@ -240,6 +248,10 @@ export class HeraldClient {
         return this._emit("truncated", { after: frame.after, resumeFrom: frame.resume_from });
       case "error":
         return this._emit("error", new HeraldError(String(frame.code), String(frame.message), { frame }));
+      case "reconnect":
+        // The server is about to close with 1012 (or 1001): spread the reconnects over this.
+        if (Number.isFinite(frame.jitter_ms) && frame.jitter_ms >= 0) this._jitterMs = frame.jitter_ms;
+        return;
       default: return; // pong, or a frame type newer than this client: nothing to do
     }
   }
@@ -366,12 +378,19 @@ export class HeraldClient {
     // that never reached its welcome may have been an expired token: ask the callback again.
     if (!wasOpen && !how.resync) this._tokenStale = true;
     if (wasOpen && this._o.now() - this._welcomeAt >= this._o.stableAfterMs) this._attempt = 0;
+    if (code !== null && SERVER_RESTART.has(code)) {
+      // The server asked for it: not a failure, so the backoff starts over (attempt 0).
+      this._attempt = 0;
+      const jitter = Math.floor(Math.min(this._jitterMs !== null ? this._jitterMs : DEFAULT_RESTART_JITTER_MS, this._o.backoffMaxMs));
+      return this._scheduleRetry({ closeCode: code, reason }, false, Math.floor(this._o.random() * (jitter + 1)));
+    }
     this._scheduleRetry({ closeCode: code, reason }, how.resync);
   }
 
-  _scheduleRetry(detail, immediate) {
-    let delayMs = 0;
-    if (!immediate) {
+  /** Retries at once, after `fixedDelayMs` (a server restart; attempt stays 0), or with backoff. */
+  _scheduleRetry(detail, immediate, fixedDelayMs) {
+    let delayMs = fixedDelayMs || 0;
+    if (!immediate && fixedDelayMs === undefined) {
       const cap = Math.min(this._o.backoffMaxMs, this._o.backoffBaseMs * 2 ** Math.min(this._attempt, 40));
       delayMs = Math.floor(this._o.random() * cap); // full jitter: uniform in [0, cap)
       this._attempt++;
