@@ -19,9 +19,21 @@ use serde_json::{json, Value};
 fn key_pair(dir: &PathBuf, alg: &str, kid: &str) -> (EncodingKey, Value) {
     let file = dir.join(format!("{kid}.key"));
     let gen: &[&str] = if alg == "RS256" {
-        &["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"]
+        &[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+        ]
     } else {
-        &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ]
     };
     let ok = std::process::Command::new("openssl")
         .args(gen)
@@ -93,15 +105,27 @@ async fn keys_rotate_without_a_restart_and_a_removed_key_is_refused_after_refres
     assert_eq!(status_of(&node, &t1).await, 101);
     // The provider starts publishing k2: the first k2 token makes Herald refresh.
     ep.publish(vec![j1.clone(), j2.clone()]);
-    assert_eq!(status_of(&node, &t2).await, 101, "a new kid is fetched on a miss");
-    assert_eq!(status_of(&node, &t1).await, 101, "both keys while both are published");
+    assert_eq!(
+        status_of(&node, &t2).await,
+        101,
+        "a new kid is fetched on a miss"
+    );
+    assert_eq!(
+        status_of(&node, &t1).await,
+        101,
+        "both keys while both are published"
+    );
     assert_eq!(ep.fetches(), 2);
     // k1 is withdrawn; the next refresh (here: a miss, past the rate limit) drops it.
     ep.publish(vec![j2.clone()]);
     tokio::time::sleep(Duration::from_millis(250)).await;
     let (k3, _) = key_pair(&dir, "ES256", "k3");
     let unknown = token(&k3, Algorithm::ES256, Some("k3"), "eve");
-    assert_eq!(status_of(&node, &unknown).await, 401, "unknown after a refresh");
+    assert_eq!(
+        status_of(&node, &unknown).await,
+        401,
+        "unknown after a refresh"
+    );
     assert_eq!(ep.fetches(), 3);
     assert_eq!(status_of(&node, &t1).await, 401, "a removed key is refused");
     assert_eq!(status_of(&node, &t2).await, 101);
@@ -137,13 +161,24 @@ async fn a_kid_flood_cannot_make_herald_fetch_more_than_the_rate_limit_allows() 
     });
     let statuses = futures_util::future::join_all(floods).await;
     assert!(statuses.iter().all(|s| *s == Some(401)), "{statuses:?}");
-    assert!(ep.fetches() <= 2, "{} fetches for 200 unknown kids", ep.fetches());
+    assert!(
+        ep.fetches() <= 2,
+        "{} fetches for 200 unknown kids",
+        ep.fetches()
+    );
     let good = token(&k, Algorithm::ES256, Some("real"), "alice");
-    assert_eq!(status_of(&node, &good).await, 101, "known keys keep working");
+    assert_eq!(
+        status_of(&node, &good).await,
+        101,
+        "known keys keep working"
+    );
     let (_, stats) = http(&node.url("/api/v1/stats"), None, Some(ADMIN_KEY)).await;
     // Misses that found a refresh had just happened use it; the rest are turned away by
     // the rate limit, and counted.
-    assert!(stats["counters"]["jwks_refresh_limited"].as_u64().unwrap() > 0, "{stats}");
+    assert!(
+        stats["counters"]["jwks_refresh_limited"].as_u64().unwrap() > 0,
+        "{stats}"
+    );
     assert_eq!(stats["counters"]["auth_refused"], 200);
     let _ = std::fs::remove_dir_all(&dir);
 }
