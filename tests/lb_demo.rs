@@ -66,7 +66,7 @@ async fn the_demo_page_through_haproxy_keeps_receiving_while_its_node_restarts()
     let deadline = Instant::now() + LIMIT;
     let shown = loop {
         let p = page(&mut b).await;
-        if p["text"]["messages"] == want.len().to_string() {
+        if p["text"]["messages"].as_str() == Some(want.len().to_string().as_str()) {
             break p;
         }
         assert!(
