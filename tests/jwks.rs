@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::auth_endpoint::Endpoint;
@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 /// A freshly generated key pair of `alg` ("RS256" or "ES256"), as an encoding key and the
 /// public JWK with `kid`.
-fn key_pair(dir: &PathBuf, alg: &str, kid: &str) -> (EncodingKey, Value) {
+fn key_pair(dir: &Path, alg: &str, kid: &str) -> (EncodingKey, Value) {
     let file = dir.join(format!("{kid}.key"));
     let gen: &[&str] = if alg == "RS256" {
         &[
