@@ -284,3 +284,52 @@ async fn auth_check_runs_a_token_through_the_configured_mode() {
         "{v}"
     );
 }
+
+/// The auth endpoint of the README, as written there.
+fn readme_endpoint() -> String {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("// auth-endpoint.mjs")
+        .expect("the README shows the example endpoint");
+    let len = readme[start..].find("```").unwrap();
+    readme[start..start + len].to_string()
+}
+
+#[actix_rt::test]
+async fn the_readme_example_endpoint_lets_opaque_session_tokens_connect() {
+    let dir = std::env::temp_dir().join(format!("herald-readme-ep-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("auth-endpoint.mjs");
+    std::fs::write(&script, readme_endpoint()).unwrap();
+    let port = procs::free_port();
+    let mut endpoint = std::process::Command::new("node")
+        .arg(&script)
+        .env("PORT", port.to_string())
+        .env("HERALD_AUTH_SECRET", "readme-secret-42")
+        .spawn()
+        .expect("node is installed (./scripts/test.sh installs it)");
+    eventually("the example endpoint listens", || async move {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+    })
+    .await;
+    let url = format!("http://127.0.0.1:{port}/");
+    let node = start_node(&[
+        ("HERALD_AUTH__MODE", "http"),
+        ("HERALD_AUTH__HTTP__URL", &url),
+        ("HERALD_AUTH__HTTP__HEADER", "X-Herald-Secret"),
+        ("HERALD_AUTH__HTTP__SECRET", "readme-secret-42"),
+    ])
+    .await;
+    let mut ws = Ws::connect(&node.ws_url("token=s3cr3t-session-of-alice"))
+        .await
+        .expect("the README's session token connects");
+    assert_eq!(ws.welcome().await["user"], "alice");
+    let (status, code) = refused(&node, "token=someone-elses-guess").await;
+    assert_eq!((status, code.as_str()), (401, "token_invalid"));
+    let _ = endpoint.kill();
+    let _ = endpoint.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
