@@ -212,11 +212,16 @@ impl TokenMinter {
 
     /// A token for `user` with `exp` = `exp` exactly (tests use absurd ones).
     pub fn mint_until(&self, user: &UserId, device: Option<&DeviceId>, exp: u64) -> String {
-        let now = crate::clock::now_s();
+        self.mint_at(user, device, crate::clock::now_s(), exp)
+    }
+
+    /// A token issued at `iat` (the same arguments give the same token: benchmarks replay
+    /// tokens to measure an auth cache).
+    pub fn mint_at(&self, user: &UserId, device: Option<&DeviceId>, iat: u64, exp: u64) -> String {
         let claims = Claims {
             sub: user.to_string(),
             exp,
-            iat: Some(now),
+            iat: Some(iat),
             aud: self.audience.clone().map(serde_json::Value::String),
             iss: self.issuer.clone(),
             device: device.map(|d| d.to_string()),

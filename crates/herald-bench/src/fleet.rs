@@ -122,6 +122,7 @@ fn command(exe: &std::path::Path, setup: &Setup, id: u64, targets: &str) -> Comm
         .args(["--timeout-secs", &a.timeout_secs.to_string()])
         .args(["--max-secs", &max_secs.to_string()])
         .args(["--run-id", &setup.run_id.to_string()])
+        .args(["--token-epoch", &a.token_epoch.to_string()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -47,6 +47,11 @@
 //! | `--server-pid`, `--idle-secs 0` | measure the server's RSS (and CPU), after idling this long |
 //! | `--timeout-secs 60`, `--drain-secs 3` | limit of every phase; quiet time that ends the drain |
 //! | `--jwt-secret`, `--api-key`, `--admin-key`, `-c/--config` | dev defaults of `config.toml`, or all from a config (its first API and admin key) |
+//! | `--token-epoch 0` | mint tokens as issued at this unix second, so two runs send the same tokens (0: now) |
+//!
+//! `herald-bench auth-endpoint --listen 127.0.0.1:9100` is a stand-in for a business's auth
+//! endpoint that accepts the bench's tokens, to measure `auth.mode = "http"` (see
+//! `auth_endpoint.rs`).
 //!
 //! # Output
 //!
@@ -82,6 +87,7 @@
 //!     --messages 150000 --rate 15000
 //! ```
 
+pub mod auth_endpoint;
 mod conn;
 mod coordinator;
 mod fleet;
@@ -138,6 +144,10 @@ pub struct BenchArgs {
     /// Connections per worker process (a process may hold at most 20 000 open files).
     #[arg(long, default_value_t = 10_000)]
     pub conns_per_worker: u64,
+    /// Mint every token as issued at this unix second (0: now), so that two runs send the
+    /// very same tokens (an auth endpoint's cache then answers the second).
+    #[arg(long, default_value_t = 0)]
+    pub token_epoch: u64,
     /// Concurrent handshakes per worker.
     #[arg(long, default_value_t = 256)]
     pub connect_concurrency: usize,
@@ -231,6 +241,9 @@ pub struct WorkerArgs {
     /// Token key from a Herald config; otherwise from the `BENCH_WORKER_JWT_SECRET` env var.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Issue time of the minted tokens (0: now).
+    #[arg(long, default_value_t = 0)]
+    pub token_epoch: u64,
 }
 
 /// `herald-bench run`.

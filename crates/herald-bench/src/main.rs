@@ -20,6 +20,9 @@ struct Cli {
 enum Command {
     /// Run a benchmark against one or more nodes.
     Run(herald_bench::BenchArgs),
+    /// A stand-in auth endpoint answering the bench's tokens, to benchmark
+    /// `auth.mode = "http"` (point `auth.http.url` at it).
+    AuthEndpoint(herald_bench::auth_endpoint::AuthEndpointArgs),
     /// Internal: one client process (started by `run`).
     #[command(hide = true)]
     Worker(herald_bench::WorkerArgs),
@@ -29,5 +32,6 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Run(args) => herald_bench::run(args),
         Command::Worker(args) => herald_bench::run_worker(args),
+        Command::AuthEndpoint(args) => herald_bench::auth_endpoint::run(args),
     }
 }

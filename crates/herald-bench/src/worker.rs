@@ -58,7 +58,10 @@ async fn connect_all(
                 continue;
             }
         };
-        let token = minter.mint(&id, None, TOKEN_TTL_S);
+        let token = match args.token_epoch {
+            0 => minter.mint(&id, None, TOKEN_TTL_S),
+            at => minter.mint_at(&id, None, at, at + TOKEN_TTL_S),
+        };
         let target = args.targets[(user % args.targets.len() as u64) as usize];
         let conn = Conn {
             user,
