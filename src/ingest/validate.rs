@@ -6,6 +6,7 @@ use std::collections::HashSet;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
 
 use super::IngestError;
 use crate::config::IngestConfig;
@@ -19,21 +20,43 @@ pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
 /// Bytes a message frame adds around its payload (type, id, seq, ts, topic), roughly.
 pub const FRAME_OVERHEAD: usize = 160;
 
-/// One message as producers send it.
-#[derive(Deserialize)]
+/// One message as producers send it: `to` or `broadcast: true`, and a `payload`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct MessageIn {
+pub struct MessageIn {
+    /// A user id, or a non-empty list of at most `ingest.max_recipients` user ids
+    /// (repeated ids count once). Give either `to` or `broadcast: true`.
     #[serde(default)]
+    #[schema(value_type = Option<Recipients>)]
     to: Option<serde_json::Value>,
+    /// `true`: push to every connected session instead (live only, never stored).
     #[serde(default)]
     broadcast: Option<bool>,
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 128)]
     topic: Option<String>,
+    /// Any JSON value (`null` included), delivered byte for byte.
+    #[schema(value_type = serde_json::Value)]
     payload: Box<RawValue>,
+    /// Seconds the message is kept for replay: 1-`ingest.max_ttl_s`; default
+    /// `ingest.default_ttl_s`.
     #[serde(default)]
+    #[schema(minimum = 1)]
     ttl_s: Option<i64>,
+    /// 1-256 bytes: a request with a key already used answers the first message again.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 256)]
     idempotency_key: Option<String>,
+}
+
+/// One user id, or a list of user ids.
+// The schema of `to`, for the OpenAPI document only: `target` reads `to` as JSON itself, to
+// name the item at fault.
+#[derive(ToSchema)]
+#[serde(untagged)]
+pub enum Recipients {
+    One(UserId),
+    Many(Vec<UserId>),
 }
 
 /// Parses JSON, naming the field at fault (`ttl_s: invalid type …`) when the shape is wrong.
