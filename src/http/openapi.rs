@@ -10,10 +10,12 @@
 use std::sync::LazyLock;
 
 use actix_web::HttpResponse;
+use utoipa::openapi::schema::AllOfBuilder;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::{api, dashboard, error, ops, status, users, ws};
+use crate::ingest::validate::{self, MessageIn};
 
 /// The document's definition; [`OpenApi::openapi`] builds it.
 #[derive(OpenApi)]
@@ -42,7 +44,7 @@ use super::{api, dashboard, error, ops, status, users, ws};
         document,
     ),
     components(schemas(error::ErrorBody)),
-    modifiers(&SecuritySchemes),
+    modifiers(&SecuritySchemes, &MessageRule),
     tags(
         (name = "websocket", description = "Devices: the WebSocket session"),
         (name = "messages", description = "Producers: send messages, follow their delivery"),
@@ -109,6 +111,23 @@ impl Modify for SecuritySchemes {
     }
 }
 
+/// Adds to the derived schema of a message the rule it cannot express: exactly one of `to`
+/// and `broadcast` ([`validate::target_rule`]).
+struct MessageRule;
+
+impl Modify for MessageRule {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let schemas = &mut doc.components.get_or_insert_with(Default::default).schemas;
+        if let Some(schema) = schemas.get_mut(MessageIn::name().as_ref()) {
+            let derived = std::mem::take(schema);
+            *schema = AllOfBuilder::new()
+                .item(derived)
+                .item(validate::target_rule())
+                .into();
+        }
+    }
+}
+
 /// The document as JSON, built on first use and then served as is.
 static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
     // unwrap: the document is plain data with string keys; serializing it cannot fail
@@ -166,6 +185,17 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn every_schema_reference_resolves() {
+        let doc = document();
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        let text = doc.to_string();
+        for reference in text.split("\"#/components/schemas/").skip(1) {
+            let name = reference.split('"').next().unwrap();
+            assert!(schemas.contains_key(name), "no schema {name}");
         }
     }
 

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
-use utoipa::ToSchema;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
+use utoipa::{PartialSchema, ToSchema};
 
 use super::api::{check_api_key, API_KEY_ERRORS};
 use super::error::{error_responses, ApiError, ErrorCase, HUB_ERRORS, STORE_ERRORS};
@@ -89,6 +91,24 @@ pub enum FrameKind {
     Message,
 }
 
+/// The schema of the history's `since`: any unsigned 64-bit integer, not only the signed
+/// range the `int64` format of a derived `u64` names.
+pub struct SinceSeq;
+
+impl PartialSchema for SinceSeq {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(0))
+            .maximum(Some(usize::try_from(u64::MAX).unwrap_or(usize::MAX)))
+            .description(Some(
+                "A `seq`: 0-18446744073709551615; at or beyond the user's `last_seq` the page \
+                 is empty",
+            ))
+            .into()
+    }
+}
+
 /// Where a user is connected, across the cluster.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Presence {
@@ -123,7 +143,8 @@ fn user_from_path(path: &str) -> Result<UserId, ApiError> {
     security(("api_key" = [])),
     params(
         ("user" = UserId, Path, description = "The user"),
-        ("since" = Option<u64>, Query, description = "Messages with `seq` above this (default 0)"),
+        ("since" = inline(Option<SinceSeq>), Query,
+            description = "Messages with `seq` above this (default 0)"),
         ("limit" = Option<u16>, Query, minimum = 1, maximum = 1000,
             description = "At most this many messages (default 100)"),
     ),

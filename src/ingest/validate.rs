@@ -6,7 +6,11 @@ use std::collections::HashSet;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use utoipa::ToSchema;
+use utoipa::openapi::schema::{
+    ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
+};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{PartialSchema, ToSchema};
 
 use super::IngestError;
 use crate::config::IngestConfig;
@@ -29,8 +33,8 @@ pub struct MessageIn {
     #[serde(default)]
     #[schema(value_type = Option<Recipients>)]
     to: Option<serde_json::Value>,
-    /// `true`: push to every connected session instead (live only, never stored).
     #[serde(default)]
+    #[schema(schema_with = broadcast_schema)]
     broadcast: Option<bool>,
     #[serde(default)]
     #[schema(min_length = 1, max_length = 128)]
@@ -39,7 +43,7 @@ pub struct MessageIn {
     #[schema(value_type = serde_json::Value)]
     payload: Box<RawValue>,
     /// Seconds the message is kept for replay: 1-`ingest.max_ttl_s`; default
-    /// `ingest.default_ttl_s`.
+    /// `ingest.default_ttl_s`. Written as an integer (`60`, not `60.0`).
     #[serde(default)]
     #[schema(minimum = 1)]
     ttl_s: Option<i64>,
@@ -49,14 +53,57 @@ pub struct MessageIn {
     idempotency_key: Option<String>,
 }
 
-/// One user id, or a list of user ids.
-// The schema of `to`, for the OpenAPI document only: `target` reads `to` as JSON itself, to
-// name the item at fault.
-#[derive(ToSchema)]
-#[serde(untagged)]
-pub enum Recipients {
-    One(UserId),
-    Many(Vec<UserId>),
+/// The schema of `to` for the OpenAPI document: [`target`] reads `to` as JSON itself, to
+/// name the item at fault.
+pub struct Recipients;
+
+impl PartialSchema for Recipients {
+    fn schema() -> RefOr<Schema> {
+        let user = || Ref::from_schema_name(UserId::name());
+        OneOfBuilder::new()
+            .item(user())
+            .item(ArrayBuilder::new().items(user()).min_items(Some(1)))
+            .description(Some("One user id, or a non-empty list of user ids."))
+            .into()
+    }
+}
+
+impl ToSchema for Recipients {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((UserId::name().into(), UserId::schema()));
+    }
+}
+
+/// The schema of `broadcast`: `true` or, like every optional field, `null` for absent
+/// ([`target`] refuses `false`).
+fn broadcast_schema() -> Schema {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Boolean, Type::Null]))
+        .enum_values(Some([Some(true), None]))
+        .description(Some(
+            "`true`: push to every connected session instead (live only, never stored).",
+        ))
+        .into()
+}
+
+fn broadcast_true() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Boolean)
+        .enum_values(Some([true]))
+}
+
+/// The rule [`target`] enforces, as a schema the OpenAPI document adds to [`MessageIn`]'s
+/// (a derived schema cannot say it): exactly one of a non-null `to` and `broadcast: true`.
+pub fn target_rule() -> Schema {
+    let to = Ref::from_schema_name(Recipients::name());
+    OneOfBuilder::new()
+        .item(ObjectBuilder::new().required("to").property("to", to))
+        .item(
+            ObjectBuilder::new()
+                .required("broadcast")
+                .property("broadcast", broadcast_true()),
+        )
+        .into()
 }
 
 /// Parses JSON, naming the field at fault (`ttl_s: invalid type …`) when the shape is wrong.
