@@ -16,6 +16,8 @@
 #        HERALD_TEST_PLAYWRIGHT=<cache>/playwright-<version>/node_modules/playwright-core
 #      (playwright-core from the npm registry, pinned, cached like secantusd-rs; it drives
 #      the system chromium and downloads no browser);
+#        HERALD_TEST_OPENAPI_VALIDATOR=<cache>/openapi-validator-<version>/bin/openapi-spec-validator
+#      (PyPI's openapi-spec-validator, pinned, in a Python venv cached the same way);
 #   4. runs cargo fmt --check, cargo clippy -D warnings, cargo test (all targets, then doc
 #      tests) and the JS client's checks (clients/js/scripts/check.sh: tsc on the types,
 #      node tests), every step even when an earlier one failed, and prints a summary.
@@ -37,6 +39,9 @@ source "$ROOT/scripts/lib/common.sh"
 PLAYWRIGHT_VERSION=1.65.1
 PLAYWRIGHT_DIR=$HERALD_CACHE/playwright-$PLAYWRIGHT_VERSION
 PLAYWRIGHT=$PLAYWRIGHT_DIR/node_modules/playwright-core
+OPENAPI_VALIDATOR_VERSION=0.9.0
+OPENAPI_VALIDATOR_DIR=$HERALD_CACHE/openapi-validator-$OPENAPI_VALIDATOR_VERSION
+OPENAPI_VALIDATOR=$OPENAPI_VALIDATOR_DIR/bin/openapi-spec-validator
 CHROMIUM=/usr/bin/chromium
 TEST_THREADS=${HERALD_TEST_THREADS:-2}
 
@@ -106,6 +111,7 @@ command -v haproxy >/dev/null || missing+=(haproxy)
 [[ -x $CHROMIUM ]] || missing+=(chromium)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if ((${#missing[@]} > 0)); then
 	install_packages "${missing[@]}"
 else
@@ -139,6 +145,21 @@ else
 	npm install --prefix "$PLAYWRIGHT_DIR" --no-audit --no-fund --loglevel=error \
 		"playwright-core@$PLAYWRIGHT_VERSION"
 	[[ -f $PLAYWRIGHT/package.json ]] || die "npm did not install playwright-core"
+fi
+
+header "Checking openapi-spec-validator $OPENAPI_VALIDATOR_VERSION (cache: $OPENAPI_VALIDATOR_DIR)"
+openapi_validator_version() {
+	"$OPENAPI_VALIDATOR_DIR/bin/python" -c \
+		'import importlib.metadata as m; print(m.version("openapi-spec-validator"))' 2>/dev/null
+}
+if [[ -x $OPENAPI_VALIDATOR ]] && [[ $(openapi_validator_version) == "$OPENAPI_VALIDATOR_VERSION" ]]; then
+	info "cached: $OPENAPI_VALIDATOR"
+else
+	rm -rf -- "$OPENAPI_VALIDATOR_DIR"
+	python3 -m venv "$OPENAPI_VALIDATOR_DIR"
+	"$OPENAPI_VALIDATOR_DIR/bin/python" -m pip install --quiet --disable-pip-version-check \
+		"openapi-spec-validator==$OPENAPI_VALIDATOR_VERSION"
+	[[ -x $OPENAPI_VALIDATOR ]] || die "pip did not install openapi-spec-validator"
 fi
 
 # ---------------------------------------------------------------------------------------
@@ -186,6 +207,8 @@ export HERALD_TEST_CHROMIUM=$CHROMIUM
 info "HERALD_TEST_CHROMIUM=$HERALD_TEST_CHROMIUM"
 export HERALD_TEST_PLAYWRIGHT=$PLAYWRIGHT
 info "HERALD_TEST_PLAYWRIGHT=$HERALD_TEST_PLAYWRIGHT"
+export HERALD_TEST_OPENAPI_VALIDATOR=$OPENAPI_VALIDATOR
+info "HERALD_TEST_OPENAPI_VALIDATOR=$HERALD_TEST_OPENAPI_VALIDATOR"
 export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
 
 # ---------------------------------------------------------------------------------------

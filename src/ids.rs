@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaFormat, Type};
+use utoipa::openapi::RefOr;
 
 /// Longest user or device id accepted (DESIGN.md section 3).
 pub const MAX_ID_LEN: usize = 128;
@@ -24,13 +26,28 @@ pub enum IdError {
     NotMessageId,
 }
 
+/// The characters an id may hold besides ASCII letters and digits. `-` comes last, so the
+/// OpenAPI pattern can put them in a character class as they are.
+const ID_PUNCTUATION: &str = "._:@-";
+
+/// The OpenAPI schema of a string id: the rules [`check_id`] enforces, as a pattern.
+fn id_schema(description: &str) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX_ID_LEN))
+        .pattern(Some(format!("^[A-Za-z0-9{ID_PUNCTUATION}]+$")))
+        .description(Some(description))
+        .into()
+}
+
 fn check_id(s: &str) -> Result<(), IdError> {
     if s.is_empty() || s.len() > MAX_ID_LEN {
         return Err(IdError::Length);
     }
     if !s
         .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'@' | b'-'))
+        .all(|b| b.is_ascii_alphanumeric() || ID_PUNCTUATION.as_bytes().contains(&b))
     {
         return Err(IdError::Charset);
     }
@@ -38,8 +55,8 @@ fn check_id(s: &str) -> Result<(), IdError> {
 }
 
 macro_rules! string_id {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
+    ($(#[doc = $doc:literal])* $name:ident) => {
+        $(#[doc = $doc])*
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
         pub struct $name(Arc<str>);
@@ -86,6 +103,14 @@ macro_rules! string_id {
                 write!(f, "{}({:?})", stringify!($name), &*self.0)
             }
         }
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                id_schema(concat!($($doc),*).trim())
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
     };
 }
 
@@ -131,6 +156,23 @@ impl MessageId {
         &self.0
     }
 }
+
+impl utoipa::PartialSchema for MessageId {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::Custom("uuid".into())))
+            .min_length(Some(36))
+            .max_length(Some(36))
+            .description(Some(
+                "A message id: a hyphenated UUID (v7, time-ordered) as `POST /api/v1/messages` \
+                 returns it; any case of its hex digits is accepted.",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for MessageId {}
 
 impl fmt::Display for MessageId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

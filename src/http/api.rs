@@ -1,24 +1,149 @@
-//! Producer REST API: ingest, batch ingest, history and presence, behind API keys.
+//! Producer REST API, ingest side: one message and a batch, behind API keys (the API key
+//! check itself lives here too; a user's history and presence are in `users.rs`).
 //!
-//! Each handler checks the key, parses the request and hands it to one service
-//! ([`crate::ingest::Ingest`], the store or the hub), then answers. A 202 is answered only
-//! after the store accepted the message.
+//! Each handler checks the key, parses the request and hands it to [`crate::ingest::Ingest`],
+//! then answers. A 202 is answered only after the store accepted the message.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
+use serde::Serialize;
+use utoipa::openapi::response::Response;
+use utoipa::openapi::schema::{OneOfBuilder, Schema};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{IntoResponses, ToSchema};
 
-use super::error::ApiError;
+use super::error::{
+    documented, error_responses, ApiError, ErrorBody, ErrorCase, INGEST_ERRORS, STORE_ERRORS,
+};
 use super::{bearer, AppState};
-use crate::ids::UserId;
+use crate::ids::MessageId;
+use crate::ingest::validate::MessageIn;
+use crate::ingest::BatchIn;
 use crate::metrics::Counters;
 use crate::store::Accepted;
 
-/// Most messages one history request returns.
-pub const MAX_HISTORY_LIMIT: usize = 1000;
+/// What `check_api_key` refuses.
+pub const API_KEY_ERRORS: &[ErrorCase] = &[
+    ErrorCase::new(
+        StatusCode::UNAUTHORIZED,
+        "api_key_missing",
+        "no `Authorization: Bearer <api key>` header",
+    ),
+    ErrorCase::new(
+        StatusCode::FORBIDDEN,
+        "api_key_invalid",
+        "the key is not one of `auth.api_keys`",
+    ),
+];
+
+/// What reading a request body ([`read_body`], [`utf8`]) refuses.
+const BODY_ERRORS: &[ErrorCase] = &[
+    ErrorCase::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        "the body (declared or read) is over `ingest.max_body_bytes`",
+    ),
+    ErrorCase::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "body_timeout",
+        "the body did not arrive within `ingest.body_timeout_ms`; nothing was accepted",
+    ),
+    ErrorCase::new(
+        StatusCode::BAD_REQUEST,
+        "bad_body",
+        "the body could not be read (connection error mid-body)",
+    ),
+    ErrorCase::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_body",
+        "the body is not UTF-8",
+    ),
+];
+
+error_responses!(
+    /// The errors of `POST /api/v1/messages`.
+    PostMessageErrors: API_KEY_ERRORS, BODY_ERRORS, INGEST_ERRORS, STORE_ERRORS
+);
+
+/// The errors of `POST /api/v1/messages/batch` as a whole. Its 400 is also the
+/// [`BatchAnswer`] of a batch whose every item was refused.
+pub struct BatchErrors;
+
+impl IntoResponses for BatchErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let mut responses = documented(&[API_KEY_ERRORS, BODY_ERRORS, INGEST_ERRORS, STORE_ERRORS]);
+        if let Some(RefOr::T(bad)) = responses.get_mut("400") {
+            bad.description
+                .push_str("\n\nOr, when every item was refused, the `BatchAnswer` of the items.");
+            if let Some(RefOr::T(json)) = bad.content.get_mut("application/json") {
+                let schema: Schema = OneOfBuilder::new()
+                    .item(Ref::from_schema_name(BatchAnswer::name()))
+                    .item(Ref::from_schema_name(ErrorBody::name()))
+                    .into();
+                json.schema = Some(schema.into());
+            }
+        }
+        responses
+    }
+}
+
+/// A message accepted: the `202` answer, and each accepted item of a batch.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AcceptedBody {
+    /// The message's id, one per message, shared by all its recipients.
+    #[schema(value_type = MessageId)]
+    pub id: Arc<str>,
+    /// Distinct users in `to` (0 for a broadcast).
+    pub recipients: usize,
+    /// Present (true) when the idempotency key was used before: `id` and `recipients` are
+    /// the first message's, and nothing was stored or delivered.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[schema(required = false)]
+    pub duplicate: bool,
+}
+
+impl From<&Accepted> for AcceptedBody {
+    fn from(a: &Accepted) -> Self {
+        Self {
+            id: a.id.clone(),
+            recipients: a.recipients,
+            duplicate: a.duplicate,
+        }
+    }
+}
+
+/// The answer to a batch: one result per item, in request order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchAnswer {
+    pub accepted: usize,
+    pub rejected: usize,
+    pub results: Vec<BatchItem>,
+}
+
+/// One item's result in a batch.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum BatchItem {
+    /// Accepted: `status` 202.
+    Accepted {
+        #[serde(flatten)]
+        accepted: AcceptedBody,
+        /// Always `202`.
+        status: u16,
+    },
+    /// Refused alone, with the error a single message would get (its message prefixed by
+    /// `messages[<index>].`) and that error's `status`.
+    Refused {
+        #[serde(flatten)]
+        body: ErrorBody,
+        status: u16,
+    },
+}
 
 /// The index of the request's API key among `auth.api_keys` (401/403 without a valid one).
 pub(super) fn check_api_key(req: &HttpRequest, state: &AppState) -> Result<usize, ApiError> {
@@ -91,18 +216,6 @@ async fn read_body_bounded(
     Ok(body)
 }
 
-fn accepted_json(a: &Accepted) -> serde_json::Value {
-    let mut v = serde_json::json!({"id": &*a.id, "recipients": a.recipients});
-    if a.duplicate {
-        v["duplicate"] = true.into();
-    }
-    v
-}
-
-fn invalid(field: &str, why: impl std::fmt::Display) -> ApiError {
-    ApiError::bad_request("invalid_field", format!("{field}: {why}"))
-}
-
 /// Checks the key and admission, then reads the body; answers it with the key's index.
 async fn ingest_body(
     req: &HttpRequest,
@@ -130,7 +243,22 @@ fn utf8(body: &[u8]) -> Result<&str, ApiError> {
     std::str::from_utf8(body).map_err(|_| ApiError::bad_request("invalid_body", "body: not UTF-8"))
 }
 
-/// `POST /api/v1/messages`.
+/// Send a message
+///
+/// Stores the message, answers 202, then pushes it to every connected device of each
+/// recipient (offline devices get it on their next connection). `broadcast: true` pushes it
+/// to every connected session instead, live only.
+#[utoipa::path(
+    post,
+    path = "/api/v1/messages",
+    tag = "messages",
+    security(("api_key" = [])),
+    request_body(content = MessageIn, description = "One message"),
+    responses(
+        (status = 202, description = "Stored (or a known idempotency key)", body = AcceptedBody),
+        PostMessageErrors,
+    )
+)]
 pub async fn post_message(
     req: HttpRequest,
     payload: web::Payload,
@@ -138,12 +266,26 @@ pub async fn post_message(
 ) -> Result<HttpResponse, ApiError> {
     let (key, body) = ingest_body(&req, payload, &state).await?;
     let accepted = state.ingest.one(key, utf8(&body)?).await?;
-    Ok(HttpResponse::Accepted().json(accepted_json(&accepted)))
+    Ok(HttpResponse::Accepted().json(AcceptedBody::from(&accepted)))
 }
 
-/// `POST /api/v1/messages/batch`: one store round trip for all valid items; per-item
-/// results in request order. Invalid items are rejected alone; a store failure rejects the
-/// whole batch with 503 (nothing accepted).
+/// Send a batch of messages
+///
+/// One store round trip for all valid items; per-item results in request order. Invalid
+/// items are refused alone; a store failure refuses the whole batch with 503 (nothing
+/// accepted). 202 when every item was accepted, 207 when some were, 400 when none was.
+#[utoipa::path(
+    post,
+    path = "/api/v1/messages/batch",
+    tag = "messages",
+    security(("api_key" = [])),
+    request_body(content = BatchIn, description = "Up to `ingest.max_batch` messages"),
+    responses(
+        (status = 202, description = "Every item accepted", body = BatchAnswer),
+        (status = 207, description = "Some items accepted, some refused", body = BatchAnswer),
+        BatchErrors,
+    )
+)]
 pub async fn post_batch(
     req: HttpRequest,
     payload: web::Payload,
@@ -152,19 +294,19 @@ pub async fn post_batch(
     let (key, body) = ingest_body(&req, payload, &state).await?;
     let results = state.ingest.batch(key, utf8(&body)?).await?;
     let n_ok = results.iter().filter(|r| r.is_ok()).count();
-    let items: Vec<serde_json::Value> = results
+    let items: Vec<BatchItem> = results
         .into_iter()
         .map(|r| match r {
-            Ok(a) => {
-                let mut v = accepted_json(&a);
-                v["status"] = 202.into();
-                v
-            }
+            Ok(a) => BatchItem::Accepted {
+                accepted: AcceptedBody::from(&a),
+                status: StatusCode::ACCEPTED.as_u16(),
+            },
             Err(e) => {
                 let e = ApiError::from(e);
-                let mut v = e.body();
-                v["status"] = e.status.as_u16().into();
-                v
+                BatchItem::Refused {
+                    body: e.body(),
+                    status: e.status.as_u16(),
+                }
             }
         })
         .collect();
@@ -175,117 +317,9 @@ pub async fn post_batch(
     } else {
         StatusCode::MULTI_STATUS
     };
-    Ok(HttpResponse::build(status).json(serde_json::json!({
-        "accepted": n_ok,
-        "rejected": items.len() - n_ok,
-        "results": items,
-    })))
-}
-
-fn user_from_path(path: &str) -> Result<UserId, ApiError> {
-    UserId::parse(path).map_err(|e| ApiError::bad_request("invalid_user", format!("user: {e}")))
-}
-
-/// `GET /api/v1/users/{user}/messages?since=&limit=`: retained messages after `since`,
-/// oldest first, as the same frames a device receives.
-pub async fn history(
-    req: HttpRequest,
-    path: web::Path<String>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    check_api_key(&req, &state)?;
-    let user = user_from_path(&path)?;
-    let query = web::Query::<HashMap<String, String>>::from_query(req.query_string())
-        .map_err(|_| ApiError::bad_request("bad_query", "query string is not valid"))?;
-    let num = |name: &str, default: u64| -> Result<u64, ApiError> {
-        match query.get(name) {
-            None => Ok(default),
-            Some(v) => v
-                .parse()
-                .map_err(|_| invalid(name, "must be a non-negative integer")),
-        }
-    };
-    let since = num("since", 0)?;
-    let limit = num("limit", 100)?;
-    if limit == 0 || limit as usize > MAX_HISTORY_LIMIT {
-        return Err(invalid("limit", format!("must be 1-{MAX_HISTORY_LIMIT}")));
-    }
-    let page = state
-        .backends
-        .store
-        .read(&user, since, limit as usize)
-        .await?;
-    // The stored frames are already JSON: splice them in rather than re-encoding.
-    let mut out =
-        String::with_capacity(128 + page.messages.iter().map(|m| m.1.len() + 1).sum::<usize>());
-    out.push_str(r#"{"user":"#);
-    out.push_str(&serde_json::to_string(user.as_str()).unwrap_or_default());
-    out.push_str(&format!(
-        r#","last_seq":{},"first_retained":{},"messages":["#,
-        page.last_seq, page.first_retained
-    ));
-    for (i, (_, frame)) in page.messages.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        frame.write_to(&mut out);
-    }
-    out.push_str("]}");
-    Ok(HttpResponse::Ok()
-        .content_type("application/json")
-        .body(out))
-}
-
-/// `GET /api/v1/users/{user}/presence`: the user's devices on every node. The binding table
-/// names the live nodes holding the user; each other one is asked for its devices (signed,
-/// in parallel, within `cluster.forward_timeout_ms`), and a node that does not answer is
-/// listed under `unreachable`.
-pub async fn presence(
-    req: HttpRequest,
-    path: web::Path<String>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    check_api_key(&req, &state)?;
-    let user = user_from_path(&path)?;
-    let mut devices = state.hub.presence(user.clone()).await?;
-    let b = &state.backends;
-    let nodes = match b.bindings.lookup(std::slice::from_ref(&user)).await {
-        Ok(mut n) => {
-            let mut nodes = n.pop().unwrap_or_default();
-            b.live.retain_live(&mut nodes);
-            nodes
-        }
-        Err(e) => {
-            tracing::debug!(error = %e, "presence without binding table");
-            Vec::new()
-        }
-    };
-    let mut unreachable = Vec::new();
-    if let Some(ask) = &b.ask {
-        let peers: Vec<_> = nodes
-            .iter()
-            .filter(|n| **n != state.node)
-            .filter_map(|n| b.live.get(n))
-            .collect();
-        let answers =
-            futures_util::future::join_all(peers.iter().map(|p| ask.presence(&p.internal, &user)))
-                .await;
-        for (peer, answer) in peers.iter().zip(answers) {
-            match answer {
-                Ok(mut d) => devices.append(&mut d),
-                Err(e) => {
-                    tracing::debug!(node = %peer.id, error = %e, "presence: peer did not answer");
-                    unreachable.push(peer.id.to_string());
-                }
-            }
-        }
-    }
-    let online = !devices.is_empty() || !nodes.is_empty();
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "user": user.as_str(),
-        "online": online,
-        "devices": devices,
-        "nodes": nodes,
-        "unreachable": unreachable,
-    })))
+    Ok(HttpResponse::build(status).json(BatchAnswer {
+        accepted: n_ok,
+        rejected: items.len() - n_ok,
+        results: items,
+    }))
 }

@@ -9,11 +9,26 @@ use std::time::Instant;
 use actix_web::http::StatusCode;
 use actix_web::HttpRequest;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCase};
 use crate::config::{IpNet, ServerConfig};
 use crate::ids::UserId;
 use crate::limits::{retry_after_secs, RateLimiter, SessionSlot, UserSessions};
 use crate::metrics::Counters;
+
+/// What [`ClientLimits`] refuses.
+pub const CLIENT_ERRORS: &[ErrorCase] = &[
+    ErrorCase::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "connect_rate_limited",
+        "the client address opened more than `server.connect_rate_per_ip` connections per \
+         second (bursts of `server.connect_burst_per_ip`)",
+    ),
+    ErrorCase::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_sessions",
+        "the user already holds `session.max_per_user` sessions on this node",
+    ),
+];
 
 /// Client addresses tracked by the connect-rate limiter at most.
 const MAX_TRACKED_ADDRESSES: usize = 100_000;

@@ -1,9 +1,10 @@
 //! HTTP surface: the WebSocket upgrade (`ws.rs`), the producer REST API (`api.rs`; a
-//! message's delivery status in `status.rs`), the operations endpoints (`ops.rs`, operator
-//! access in `admin.rs`), the cluster dashboard (`dashboard/`), the demo page and JS client
-//! (`demo.rs`) and the internal node-to-node endpoint (`internal/`, on its own listener).
-//! Nothing on the public listener shows an internal listener address. Handlers parse, call
-//! one service, and answer; every error leaves through [`error::ApiError`].
+//! user's history and presence in `users.rs`, a message's delivery status in `status.rs`),
+//! the operations endpoints (`ops.rs`, operator access in `admin.rs`), the cluster dashboard
+//! (`dashboard/`), the demo page and JS client (`demo.rs`), the OpenAPI document of all of
+//! these (`openapi.rs`) and the internal node-to-node endpoint (`internal/`, on its own
+//! listener). Nothing on the public listener shows an internal listener address. Handlers
+//! parse, call one service, and answer; every error leaves through [`error::ApiError`].
 
 pub mod admin;
 pub mod api;
@@ -12,8 +13,10 @@ pub mod dashboard;
 pub mod demo;
 pub mod error;
 pub mod internal;
+pub mod openapi;
 pub mod ops;
 pub mod status;
+pub mod users;
 pub mod ws;
 
 use std::sync::atomic::AtomicBool;
@@ -74,7 +77,8 @@ pub fn bearer(req: &HttpRequest) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// Registers every public route.
+/// Registers every public route. Each one has its operation in [`openapi::ApiDoc`]
+/// (`tests/openapi.rs` reads this list and fails on a route the document lacks).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/ws", web::get().to(ws::upgrade))
         .route("/healthz", web::get().to(ops::healthz))
@@ -90,11 +94,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/api/v1/messages/{id}/status",
             web::get().to(status::message_status),
         )
-        .route("/api/v1/users/{user}/messages", web::get().to(api::history))
+        .route(
+            "/api/v1/users/{user}/messages",
+            web::get().to(users::history),
+        )
         .route(
             "/api/v1/users/{user}/presence",
-            web::get().to(api::presence),
+            web::get().to(users::presence),
         )
+        .route("/api/openapi.json", web::get().to(openapi::document))
         .default_service(web::to(ops::not_found));
 }
 

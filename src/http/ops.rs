@@ -1,24 +1,85 @@
 //! Operations endpoints: liveness, readiness, stats (operators only, and without internal
 //! listener addresses), and the JSON 404.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::admin::check_admin;
-use super::error::ApiError;
+use super::error::{error_responses, ApiError, ADMIN_ERRORS, HUB_ERRORS};
 use super::AppState;
+use crate::actors::hub::HubStats;
 use crate::cluster::NodeInfo;
 use crate::metrics::ProcessReadings;
 
-/// `GET /healthz`: the process is alive and answering.
-pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+error_responses!(
+    /// The errors of `GET /api/v1/stats`.
+    StatsErrors: ADMIN_ERRORS, HUB_ERRORS
+);
+
+error_responses!(
+    /// The errors of the other operator endpoints: `/metrics` and the dashboard.
+    AdminErrors: ADMIN_ERRORS
+);
+
+/// The answer of `/healthz` and `/readyz`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok` (`/healthz`); `ready` or `not_ready` (`/readyz`).
+    pub status: HealthStatus,
+    /// Why the node is not ready: `draining`, `<backend> store unreachable`, `<backend>
+    /// route table unreachable`; absent when ready.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(required = false)]
+    pub problems: Vec<String>,
 }
 
-/// `GET /readyz`: backends reachable and not draining; a load balancer routes on this.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    Ok,
+    Ready,
+    NotReady,
+}
+
+impl Health {
+    fn is(status: HealthStatus) -> Self {
+        Self {
+            status,
+            problems: Vec::new(),
+        }
+    }
+}
+
+/// Liveness
+///
+/// The process is alive and serving HTTP.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "Alive: `{\"status\":\"ok\"}`", body = Health))
+)]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(Health::is(HealthStatus::Ok))
+}
+
+/// Readiness
+///
+/// Backends reachable and not draining; a load balancer routes on this.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready: `{\"status\":\"ready\"}`", body = Health),
+        (status = 503, description = "Not ready, with the problems", body = Health),
+    )
+)]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let mut problems = Vec::new();
     if state.draining.load(Ordering::Relaxed) {
@@ -32,15 +93,17 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         problems.push(format!("{} route table unreachable", b.bindings.name()));
     }
     if problems.is_empty() {
-        HttpResponse::Ok().json(serde_json::json!({"status": "ready"}))
+        HttpResponse::Ok().json(Health::is(HealthStatus::Ready))
     } else {
-        HttpResponse::ServiceUnavailable()
-            .json(serde_json::json!({"status": "not_ready", "problems": problems}))
+        HttpResponse::ServiceUnavailable().json(Health {
+            status: HealthStatus::NotReady,
+            problems,
+        })
     }
 }
 
 /// A live peer as the public listener may show it: never its internal listener address.
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, PartialEq, Eq, ToSchema)]
 pub struct PublicPeer<'a> {
     pub id: &'a str,
     pub public: &'a str,
@@ -57,32 +120,66 @@ impl<'a> From<&'a NodeInfo> for PublicPeer<'a> {
     }
 }
 
-/// `GET /api/v1/stats`: node counters as JSON, for operators (see `admin.rs`).
+/// The answer of `/api/v1/stats`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Stats<'a> {
+    pub node: &'a str,
+    pub uptime_s: u64,
+    /// The message store: `memory` or `mongo`.
+    pub store: &'static str,
+    /// The route table: `memory` or `redis`.
+    pub routes: &'static str,
+    pub hub: HubStats,
+    /// The live nodes of the cluster (empty on a single node).
+    pub peers: Vec<PublicPeer<'a>>,
+    /// Every counter and gauge of the node, by its stats name.
+    pub counters: BTreeMap<&'static str, u64>,
+    pub process: ProcessReadings,
+}
+
+/// Node stats
+///
+/// The node's counters as JSON, for operators: an admin key (`auth.admin_keys`) as a
+/// bearer token or the password of HTTP Basic auth; with no admin key configured, loopback
+/// callers only.
+#[utoipa::path(
+    get,
+    path = "/api/v1/stats",
+    tag = "operations",
+    security(("admin_key" = []), ("admin_basic" = [])),
+    responses((status = 200, description = "The node's stats", body = Stats), StatsErrors)
+)]
 pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     check_admin(&req, &state)?;
     let hub = state.hub.stats().await?;
     let peers = state.backends.live.all();
-    let peers: Vec<PublicPeer> = peers.iter().map(PublicPeer::from).collect();
-    let counters: serde_json::Map<String, serde_json::Value> = state
-        .counters
-        .snapshot()
-        .into_iter()
-        .map(|(name, v)| (name.to_string(), v.into()))
-        .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "node": state.node.as_str(),
-        "uptime_s": state.started.elapsed().as_secs(),
-        "store": state.backends.store.name(),
-        "routes": state.backends.bindings.name(),
-        "hub": hub,
-        "peers": peers,
-        "counters": counters,
-        "process": ProcessReadings::now(),
-    })))
+    Ok(HttpResponse::Ok().json(Stats {
+        node: state.node.as_str(),
+        uptime_s: state.started.elapsed().as_secs(),
+        store: state.backends.store.name(),
+        routes: state.backends.bindings.name(),
+        hub,
+        peers: peers.iter().map(PublicPeer::from).collect(),
+        counters: state.counters.snapshot().into_iter().collect(),
+        process: ProcessReadings::now(),
+    }))
 }
 
-/// `GET /metrics`: the node's counters in the Prometheus text format, for operators (same
-/// access as stats). Names are `herald_<stats name>`, counters with `_total`.
+/// Prometheus metrics
+///
+/// The node's readings in the Prometheus / OpenMetrics text format, for operators (same
+/// access as `/api/v1/stats`). Names are `herald_<stats name>`, counters with `_total`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    security(("admin_key" = []), ("admin_basic" = [])),
+    responses(
+        (status = 200, description = "OpenMetrics text", body = String,
+            content_type = "application/openmetrics-text"),
+        AdminErrors,
+    )
+)]
 pub async fn metrics(
     req: HttpRequest,
     state: web::Data<AppState>,

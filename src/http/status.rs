@@ -10,25 +10,47 @@ use std::collections::HashMap;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
+use utoipa::ToSchema;
 
-use super::api::check_api_key;
-use super::error::ApiError;
+use super::api::{check_api_key, API_KEY_ERRORS};
+use super::error::{error_responses, ApiError, ErrorCase, STORE_ERRORS};
 use super::AppState;
 use crate::ids::{DeviceId, MessageId, Seq, UserId};
 use crate::store::{DeviceCursor, MessageCopy};
 
+/// What the handler itself refuses.
+const ID_ERRORS: &[ErrorCase] = &[
+    ErrorCase::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_id",
+        "`{id}` is not a message id (a UUID as `POST /api/v1/messages` returns it)",
+    ),
+    ErrorCase::new(
+        StatusCode::NOT_FOUND,
+        "message_not_found",
+        "no stored copy of the message is known: an unknown id, a broadcast, or every copy gone",
+    ),
+];
+
+error_responses!(
+    /// The errors of `GET /api/v1/messages/{id}/status`.
+    StatusErrors: API_KEY_ERRORS, ID_ERRORS, STORE_ERRORS
+);
+
 /// The answer: the message and where it stands with each recipient, sorted by user.
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, PartialEq, Eq, ToSchema)]
 pub struct MessageStatus {
+    #[schema(value_type = MessageId)]
     pub id: String,
     pub recipients: Vec<RecipientStatus>,
 }
 
 /// One recipient user's copy and that user's devices, sorted by device.
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, PartialEq, Eq, ToSchema)]
 pub struct RecipientStatus {
     pub user: UserId,
     /// The message's seq for this user.
+    #[schema(value_type = u64)]
     pub seq: Seq,
     /// Whether the copy is still retained and unexpired (a device resuming below `seq`
     /// would receive it).
@@ -38,10 +60,11 @@ pub struct RecipientStatus {
 }
 
 /// One device's ack cursor measured against the message.
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, PartialEq, Eq, ToSchema)]
 pub struct DeviceStatus {
     pub device: DeviceId,
     /// Everything up to here is handled on the device.
+    #[schema(value_type = u64)]
     pub acked_seq: Seq,
     /// The cursor has reached the message's seq: the device handled it.
     pub acked: bool,
@@ -90,7 +113,22 @@ pub fn assemble(
     }
 }
 
-/// `GET /api/v1/messages/{id}/status`.
+/// A message's delivery status
+///
+/// Where one message stands with each of its recipients: its `seq` for each user, whether
+/// that copy is still stored, and whether each device's ack cursor has reached it. Acks
+/// show here within `store.cursor_flush_ms` of reaching the node.
+#[utoipa::path(
+    get,
+    path = "/api/v1/messages/{id}/status",
+    tag = "messages",
+    security(("api_key" = [])),
+    params(("id" = MessageId, Path, description = "The `id` a 202 answered")),
+    responses(
+        (status = 200, description = "The message's status", body = MessageStatus),
+        StatusErrors,
+    )
+)]
 pub async fn message_status(
     req: HttpRequest,
     path: web::Path<String>,

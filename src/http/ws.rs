@@ -9,14 +9,96 @@ use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 
-use super::error::ApiError;
+use super::client::CLIENT_ERRORS;
+use super::error::{error_responses, ApiError, ErrorCase, TOKEN_ERRORS};
 use super::{bearer, AppState};
 use crate::actors::session::{Opening, ResumeFrom, WsSession};
 use crate::auth::{AuthError, AuthRequest, Purpose};
 use crate::ids::{parse_resume_seq, DeviceId, MAX_SEQ};
 use crate::metrics::Counters;
 
-/// Upgrades an authenticated request to a WebSocket session.
+/// What [`admit_node`] refuses.
+const NODE_ERRORS: &[ErrorCase] = &[
+    ErrorCase::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "draining",
+        "the node is shutting down; connect to another node",
+    ),
+    ErrorCase::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "node_full",
+        "the node holds `server.max_sessions` sessions; connect to another node",
+    ),
+];
+
+/// What [`opening`] and the handshake refuse, token errors aside.
+const OPENING_ERRORS: &[ErrorCase] = &[
+    ErrorCase::new(
+        StatusCode::BAD_REQUEST,
+        "bad_query",
+        "the query string cannot be parsed",
+    ),
+    ErrorCase::new(
+        StatusCode::UNAUTHORIZED,
+        "token_invalid",
+        "the token is bound to another device than `?device=`",
+    ),
+    ErrorCase::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_device",
+        "`?device=` is not a valid device id",
+    ),
+    ErrorCase::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_since",
+        "`?since=` is not an integer 0-9223372036854775807",
+    ),
+    ErrorCase::new(
+        StatusCode::BAD_REQUEST,
+        "not_websocket",
+        "everything else was fine but the request is not a WebSocket upgrade",
+    ),
+];
+
+error_responses!(
+    /// The refusals of `GET /ws`, all before the upgrade.
+    UpgradeErrors: NODE_ERRORS, CLIENT_ERRORS, TOKEN_ERRORS, OPENING_ERRORS
+);
+
+/// Open a WebSocket session
+///
+/// Authenticates the connection token and upgrades the connection; the session's frames
+/// and close codes are described in `docs/protocol.md` (section 1). Every refusal happens
+/// before the upgrade, as an HTTP status with a JSON error body.
+#[utoipa::path(
+    get,
+    path = "/ws",
+    operation_id = "websocket_upgrade",
+    tag = "websocket",
+    security(("token" = []), ("token_query" = [])),
+    params(
+        ("token" = Option<String>, Query,
+            description = "The connection token (JWT); wins over `Authorization: Bearer`. \
+                Browsers cannot set headers on a WebSocket, so they use this"),
+        ("device" = Option<DeviceId>, Query,
+            description = "The device (default `default`); each device has its own ack cursor"),
+        ("since" = Option<u64>, Query, maximum = 9223372036854775807_u64,
+            description = "Resume point: deliver the user's messages with `seq` above it; \
+                default: the device's stored ack cursor"),
+        ("Upgrade" = String, Header, description = "`websocket`"),
+        ("Connection" = String, Header, description = "`Upgrade`"),
+        ("Sec-WebSocket-Key" = String, Header, description = "RFC 6455 handshake key"),
+        ("Sec-WebSocket-Version" = String, Header, description = "`13`"),
+    ),
+    responses(
+        (status = 101, description = "Switching Protocols: the session starts with a \
+            `welcome` frame", headers(
+                ("Upgrade" = String, description = "`websocket`"),
+                ("Sec-WebSocket-Accept" = String, description = "RFC 6455 handshake answer"),
+            )),
+        UpgradeErrors,
+    )
+)]
 pub async fn upgrade(
     req: HttpRequest,
     body: web::Payload,

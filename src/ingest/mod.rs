@@ -80,10 +80,13 @@ pub struct Ingest {
     counters: Arc<Counters>,
 }
 
-#[derive(serde::Deserialize)]
+/// A batch as producers send it; each item is validated on its own.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct BatchIn<'a> {
+pub struct BatchIn<'a> {
+    /// 1-`ingest.max_batch` messages.
     #[serde(borrow)]
+    #[schema(value_type = Vec<validate::MessageIn>, min_items = 1)]
     messages: Vec<&'a RawValue>,
 }
 

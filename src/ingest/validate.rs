@@ -6,6 +6,11 @@ use std::collections::HashSet;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use utoipa::openapi::schema::{
+    ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
+};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{PartialSchema, ToSchema};
 
 use super::IngestError;
 use crate::config::IngestConfig;
@@ -19,21 +24,86 @@ pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
 /// Bytes a message frame adds around its payload (type, id, seq, ts, topic), roughly.
 pub const FRAME_OVERHEAD: usize = 160;
 
-/// One message as producers send it.
-#[derive(Deserialize)]
+/// One message as producers send it: `to` or `broadcast: true`, and a `payload`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct MessageIn {
+pub struct MessageIn {
+    /// A user id, or a non-empty list of at most `ingest.max_recipients` user ids
+    /// (repeated ids count once). Give either `to` or `broadcast: true`.
     #[serde(default)]
+    #[schema(value_type = Option<Recipients>)]
     to: Option<serde_json::Value>,
     #[serde(default)]
+    #[schema(schema_with = broadcast_schema)]
     broadcast: Option<bool>,
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 128)]
     topic: Option<String>,
+    /// Any JSON value (`null` included), delivered byte for byte.
+    #[schema(value_type = serde_json::Value)]
     payload: Box<RawValue>,
+    /// Seconds the message is kept for replay: 1-`ingest.max_ttl_s`; default
+    /// `ingest.default_ttl_s`. Written as an integer (`60`, not `60.0`).
     #[serde(default)]
+    #[schema(minimum = 1)]
     ttl_s: Option<i64>,
+    /// 1-256 bytes: a request with a key already used answers the first message again.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 256)]
     idempotency_key: Option<String>,
+}
+
+/// The schema of `to` for the OpenAPI document: [`target`] reads `to` as JSON itself, to
+/// name the item at fault.
+pub struct Recipients;
+
+impl PartialSchema for Recipients {
+    fn schema() -> RefOr<Schema> {
+        let user = || Ref::from_schema_name(UserId::name());
+        OneOfBuilder::new()
+            .item(user())
+            .item(ArrayBuilder::new().items(user()).min_items(Some(1)))
+            .description(Some("One user id, or a non-empty list of user ids."))
+            .into()
+    }
+}
+
+impl ToSchema for Recipients {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((UserId::name().into(), UserId::schema()));
+    }
+}
+
+/// The schema of `broadcast`: `true` or, like every optional field, `null` for absent
+/// ([`target`] refuses `false`).
+fn broadcast_schema() -> Schema {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Boolean, Type::Null]))
+        .enum_values(Some([Some(true), None]))
+        .description(Some(
+            "`true`: push to every connected session instead (live only, never stored).",
+        ))
+        .into()
+}
+
+fn broadcast_true() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Boolean)
+        .enum_values(Some([true]))
+}
+
+/// The rule [`target`] enforces, as a schema the OpenAPI document adds to [`MessageIn`]'s
+/// (a derived schema cannot say it): exactly one of a non-null `to` and `broadcast: true`.
+pub fn target_rule() -> Schema {
+    let to = Ref::from_schema_name(Recipients::name());
+    OneOfBuilder::new()
+        .item(ObjectBuilder::new().required("to").property("to", to))
+        .item(
+            ObjectBuilder::new()
+                .required("broadcast")
+                .property("broadcast", broadcast_true()),
+        )
+        .into()
 }
 
 /// Parses JSON, naming the field at fault (`ttl_s: invalid type …`) when the shape is wrong.

@@ -54,7 +54,7 @@ impl QueueGauge {
 }
 
 /// A session's row in the deepest-queues table.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct QueueRow {
     pub user: String,
     pub device: String,

@@ -109,7 +109,7 @@ impl Tick {
 }
 
 /// One point of the charts.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Sample {
     pub t_ms: u64,
     pub connections: u64,
@@ -125,7 +125,7 @@ pub struct Sample {
 }
 
 /// One peer's forwarding over the last second.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct PeerRow {
     pub peer: String,
     pub queue: u64,
@@ -135,7 +135,7 @@ pub struct PeerRow {
 }
 
 /// One actor type over the last second.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct ActorRow {
     pub actor: &'static str,
     pub live: u64,
@@ -146,7 +146,7 @@ pub struct ActorRow {
 }
 
 /// One backend operation over the last second.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct OpRow {
     pub backend: &'static str,
     pub op: &'static str,

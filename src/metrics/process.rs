@@ -2,7 +2,7 @@
 
 /// The process as the kernel sees it: resident memory (bytes), CPU time (seconds, user +
 /// system) and open file descriptors; `None` where `/proc` cannot say (not Linux).
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct ProcessReadings {
     pub resident_memory_bytes: Option<u64>,
     pub cpu_seconds: Option<f64>,

@@ -12,7 +12,7 @@ use super::{Counters, QueueRow};
 pub const DEEPEST_QUEUES: usize = 10;
 
 /// Everything the dashboard shows of one node.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct NodeView {
     pub node: String,
     pub t_ms: u64,
@@ -30,7 +30,7 @@ pub struct NodeView {
 }
 
 /// Session closes and refusals since start.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
 pub struct Closes {
     pub slow_consumer: u64,
     pub heartbeat_timeout: u64,

@@ -29,7 +29,7 @@ use crate::store::Delivery;
 pub const BINDING_FLUSH: Duration = Duration::from_millis(50);
 
 /// A snapshot of the hub.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, utoipa::ToSchema)]
 pub struct HubStats {
     pub sessions: usize,
     pub users: usize,
@@ -37,7 +37,7 @@ pub struct HubStats {
 }
 
 /// One connected device, as presence reports it.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct DevicePresence {
     pub device: DeviceId,
     pub session: String,

@@ -17,10 +17,12 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
 
 use self::roster::Roster;
 use super::admin::check_admin;
 use super::error::ApiError;
+use super::ops::AdminErrors;
 use super::AppState;
 use crate::clock::now_ms;
 use crate::metrics::NodeView;
@@ -49,9 +51,19 @@ impl Dashboard {
     }
 }
 
+/// What the page shows: every node's readings, the serving node first.
+#[derive(Serialize, ToSchema)]
+pub struct DashboardData<'a> {
+    /// When the serving node read them, unix ms.
+    pub t_ms: u64,
+    /// The serving node.
+    pub node: &'a str,
+    pub nodes: Vec<NodeEntry>,
+}
+
 /// One node on the page.
-#[derive(Serialize)]
-struct NodeEntry {
+#[derive(Serialize, ToSchema)]
+pub struct NodeEntry {
     node: String,
     up: bool,
     /// The node serving this page.
@@ -60,13 +72,28 @@ struct NodeEntry {
     last_seen_ms: u64,
     /// Still in the node registry.
     registered: bool,
-    /// Its readings ([`NodeView`]) when it answered.
+    /// Its readings when it answered.
+    #[schema(value_type = Option<NodeView>)]
     view: Option<Box<RawValue>>,
     /// Why it shows as down.
     error: Option<String>,
 }
 
-/// `GET /dashboard`: the page.
+/// Dashboard page
+///
+/// The cluster dashboard: one self-contained HTML page, for operators (same access as
+/// `/api/v1/stats`; a browser sends the admin key as the password of HTTP Basic auth).
+#[utoipa::path(
+    get,
+    path = "/dashboard",
+    operation_id = "dashboard_page",
+    tag = "dashboard",
+    security(("admin_key" = []), ("admin_basic" = [])),
+    responses(
+        (status = 200, description = "The page", body = String, content_type = "text/html"),
+        AdminErrors,
+    )
+)]
 pub async fn page(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     check_admin(&req, &state)?;
     Ok(HttpResponse::Ok()
@@ -80,7 +107,22 @@ pub async fn page(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         .body(PAGE))
 }
 
-/// `GET /dashboard/data`: every node's readings, this node first.
+/// Dashboard data
+///
+/// Every node's readings, this node first; the page asks for them once a second. Other
+/// nodes are asked over the internal listener, each within `metrics.peer_timeout_ms`; one
+/// that does not answer shows as down.
+#[utoipa::path(
+    get,
+    path = "/dashboard/data",
+    operation_id = "dashboard_data",
+    tag = "dashboard",
+    security(("admin_key" = []), ("admin_basic" = [])),
+    responses(
+        (status = 200, description = "Every node's readings", body = DashboardData),
+        AdminErrors,
+    )
+)]
 pub async fn data(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     check_admin(&req, &state)?;
     let now = now_ms();
@@ -140,5 +182,9 @@ pub async fn data(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     drop(roster);
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(serde_json::json!({ "t_ms": now, "node": me, "nodes": nodes })))
+        .json(DashboardData {
+            t_ms: now,
+            node: me,
+            nodes,
+        }))
 }
