@@ -6,10 +6,10 @@
 //! static, and the token it connects with is the visitor's own (typed in, or passed in the
 //! URL fragment `#token=…&device=…`, which browsers never send to the server).
 
-use actix_web::http::header;
+use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::error::ApiError;
+use super::error::{error_responses, ApiError, ErrorCase};
 use super::{ops, AppState};
 
 /// The page, with its script and styles inline.
@@ -50,13 +50,33 @@ const fn etag(bytes: &[u8]) -> [u8; 18] {
     out
 }
 
-/// Registers `/demo` and `/client/herald.js`.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/demo", web::get().to(page))
-        .route("/client/herald.js", web::get().to(client));
-}
+/// What both routes answer with `server.demo = false`.
+const DEMO_OFF: &[ErrorCase] = &[ErrorCase::new(
+    StatusCode::NOT_FOUND,
+    "not_found",
+    "`server.demo = false`: the demo page and the client are not served",
+)];
 
-/// `GET /demo`: the page.
+error_responses!(
+    /// The refusal of `/demo` and `/client/herald.js`.
+    DemoErrors: DEMO_OFF
+);
+
+/// The demo page
+///
+/// A self-contained page that connects to this node's `/ws` with the JS client and a token
+/// typed in or given in the fragment (`/demo#token=<token>&device=<id>`), and lists the
+/// messages as they arrive.
+#[utoipa::path(
+    get,
+    path = "/demo",
+    operation_id = "demo_page",
+    tag = "demo",
+    responses(
+        (status = 200, description = "The page", body = String, content_type = "text/html"),
+        DemoErrors,
+    )
+)]
 pub async fn page(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     if !state.demo {
         return ops::not_found().await;
@@ -70,7 +90,22 @@ pub async fn page(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> 
         .body(PAGE))
 }
 
-/// `GET /client/herald.js`: the client module; `304` when `If-None-Match` names its ETag.
+/// The JS client
+///
+/// `@herald/client` as an ES module (`clients/js/src/herald.js`), with an `ETag`; `304`
+/// when `If-None-Match` names it.
+#[utoipa::path(
+    get,
+    path = "/client/herald.js",
+    operation_id = "demo_client",
+    tag = "demo",
+    params(("If-None-Match" = Option<String>, Header, description = "A previously received ETag")),
+    responses(
+        (status = 200, description = "The module", body = String, content_type = "text/javascript"),
+        (status = 304, description = "Unchanged since the ETag given"),
+        DemoErrors,
+    )
+)]
 pub async fn client(
     req: HttpRequest,
     state: web::Data<AppState>,

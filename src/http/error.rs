@@ -216,7 +216,14 @@ pub const TOKEN_ERRORS: &[ErrorCase] = &[
         StatusCode::UNAUTHORIZED,
         "token_invalid",
         "bad signature, another algorithm, wrong `aud`/`iss`, a missing or invalid claim, \
-         `nbf` ahead, or `exp` more than `auth.max_token_lifetime_s` ahead",
+         `nbf` ahead, `exp` more than `auth.max_token_lifetime_s` ahead, a `kid` not in the \
+         key set, or refused by the auth endpoint",
+    ),
+    ErrorCase::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "auth_unavailable",
+        "the auth endpoint or the key set could not judge the token (down, slow, its breaker \
+         open); retry with backoff",
     ),
 ];
 

@@ -87,7 +87,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(ops::metrics))
         .route("/dashboard", web::get().to(dashboard::page))
         .route("/dashboard/data", web::get().to(dashboard::data))
-        .configure(demo::configure)
+        .route("/demo", web::get().to(demo::page))
+        .route("/client/herald.js", web::get().to(demo::client))
         .route("/api/v1/messages", web::post().to(api::post_message))
         .route("/api/v1/messages/batch", web::post().to(api::post_batch))
         .route(

@@ -14,7 +14,7 @@ use utoipa::openapi::schema::AllOfBuilder;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::{api, dashboard, error, ops, status, users, ws};
+use super::{api, dashboard, demo, error, ops, status, users, ws};
 use crate::ingest::validate::{self, MessageIn};
 
 /// The document's definition; [`OpenApi::openapi`] builds it.
@@ -41,6 +41,8 @@ use crate::ingest::validate::{self, MessageIn};
         status::message_status,
         users::history,
         users::presence,
+        demo::page,
+        demo::client,
         document,
     ),
     components(schemas(error::ErrorBody)),
@@ -51,6 +53,7 @@ use crate::ingest::validate::{self, MessageIn};
         (name = "users", description = "Producers: a user's history and presence"),
         (name = "operations", description = "Health, readiness, stats and metrics"),
         (name = "dashboard", description = "The operators' cluster dashboard"),
+        (name = "demo", description = "The demo page and the JS client it uses"),
         (name = "meta", description = "This document"),
     )
 )]
@@ -91,9 +94,11 @@ impl Modify for SecuritySchemes {
             ),
             (
                 "token",
-                bearer("A connection token: a JWT whose `sub` is the user id")
-                    .bearer_format("JWT")
-                    .build(),
+                bearer(
+                    "A connection token: a JWT whose `sub` is the user id, or with \
+                     `auth.mode = \"http\"` any token the business's auth endpoint accepts",
+                )
+                .build(),
             ),
         ];
         let components = doc.components.get_or_insert_with(Default::default);
@@ -168,7 +173,10 @@ mod tests {
         assert_eq!(schemes["api_key"]["scheme"], "bearer");
         assert_eq!(schemes["admin_key"]["scheme"], "bearer");
         assert_eq!(schemes["admin_basic"]["scheme"], "basic");
-        assert_eq!(schemes["token"]["bearerFormat"], "JWT");
+        assert_eq!(
+            schemes["token"]["scheme"], "bearer",
+            "a JWT, or an opaque token in http mode"
+        );
         assert_eq!(schemes["token_query"]["in"], "query");
         assert_eq!(schemes["token_query"]["name"], "token");
     }

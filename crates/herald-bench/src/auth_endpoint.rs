@@ -42,7 +42,10 @@ pub fn run(args: AuthEndpointArgs) -> ExitCode {
         eprintln!("herald-bench: --listen must be a loopback address");
         return ExitCode::from(2);
     }
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("herald-bench: {e}");
