@@ -145,7 +145,12 @@ pub fn main() -> ExitCode {
                     config,
                 },
         } => match load_config(&config) {
-            Ok(cfg) => auth_check::run(&cfg, &token, device.as_deref()),
+            Ok(mut cfg) => {
+                // The check's own log says why a call failed (on a node that is debug level).
+                cfg.log.level = "warn,herald::auth=debug".into();
+                init_logging(&cfg);
+                auth_check::run(&cfg, &token, device.as_deref())
+            }
             Err(code) => code,
         },
         Command::Serve {
