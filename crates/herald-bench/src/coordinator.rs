@@ -278,6 +278,18 @@ impl Run {
         self.phase = "finish";
         self.finish(timeout).await;
         merge_summaries(&mut report, &self.workers, first_send_us);
+        if report.offered_rate_held == Some(false) {
+            eprintln!(
+                "bench: the offered rate was NOT held: {} msg/s offered, {} accepted/s, \
+                 {} refused, {} failed, {} unsent, {} lost",
+                report.rate_offered,
+                report.publish_rate,
+                report.rejected,
+                report.publish_failed,
+                report.unsent,
+                report.loss
+            );
+        }
         report.elapsed_secs = r3(self.started.elapsed().as_secs_f64());
         report
     }

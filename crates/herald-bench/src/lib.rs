@@ -49,6 +49,9 @@
 //! | `--jwt-secret`, `--api-key`, `--admin-key`, `-c/--config` | dev defaults of `config.toml`, or all from a config (its first API and admin key) |
 //! | `--token-epoch 0` | mint tokens as issued at this unix second, so two runs send the same tokens (0: now) |
 //!
+//! `herald-bench preset <idle|connect|targeted|batch|broadcast|mongo-targeted|mongo-batch>
+//! [run flags]` runs a named scenario of the performance targets (`preset.rs`).
+//!
 //! `herald-bench auth-endpoint --listen 127.0.0.1:9100` is a stand-in for a business's auth
 //! endpoint that accepts the bench's tokens, to measure `auth.mode = "http"` (see
 //! `auth_endpoint.rs`).
@@ -73,7 +76,10 @@
 //!   (received / (last receipt - first send)), `latency_ms` (send -> receipt),
 //!   `stored_latency_ms` (send -> the frame's `ts`), `worker_loop_lag_ms` (when high, the
 //!   bench itself was short of CPU), each as `{count,p50,p90,p99,p999,max,mean}`;
-//! - CPU: `server_cpu_publish_secs`, `publisher_cpu_secs`, `worker_cpu_secs`;
+//! - CPU: `server_cpu_publish_secs`, `publisher_cpu_secs`, `server_cpu_us_per_message`,
+//!   `server_cpu_us_per_delivery` (with `--server-pid`), `worker_cpu_secs`;
+//! - `offered_rate_held`: accepted/s ≥ 95 % of the offered rate with nothing refused,
+//!   failed, unsent or lost (a run that missed it also says so on stderr);
 //! - `server_counters`: delta of the targets' `/api/v1/stats` counters (read with
 //!   `--admin-key`; absent when a target refuses it); `elapsed_secs`.
 //!
@@ -94,6 +100,7 @@ mod fleet;
 mod frame;
 mod histogram;
 mod http1;
+pub mod preset;
 mod protocol;
 mod publisher;
 mod report;

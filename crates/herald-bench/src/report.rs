@@ -121,6 +121,13 @@ pub struct Report {
     /// process (the publisher); on a shared machine these show who had the cores.
     pub server_cpu_publish_secs: Option<f64>,
     pub publisher_cpu_secs: f64,
+    /// Server CPU over publish + drain per accepted message, µs (with --server-pid).
+    pub server_cpu_us_per_message: Option<f64>,
+    /// Server CPU over publish + drain per delivery received, µs (with --server-pid).
+    pub server_cpu_us_per_delivery: Option<f64>,
+    /// Whether the offered rate was held: accepted/s at least 95 % of `rate_offered`,
+    /// nothing refused or failed, nothing lost (absent when nothing was published).
+    pub offered_rate_held: Option<bool>,
     /// CPU time of all workers over the whole run, seconds.
     pub worker_cpu_secs: f64,
     /// Delta of the servers' `/api/v1/stats` counters over the run (summed over targets).
@@ -180,6 +187,22 @@ pub fn merge_summaries(report: &mut Report, workers: &[Worker], first_send_us: u
     report.stored_latency_ms = LatencyMs::from(&stored);
     report.worker_loop_lag_ms = LatencyMs::from(&lag);
     report.worker_cpu_secs = r3(report.worker_cpu_secs);
+    if let Some(cpu) = report.server_cpu_publish_secs {
+        let us = cpu * 1e6;
+        report.server_cpu_us_per_message =
+            (report.accepted > 0).then(|| per(us, report.accepted as f64));
+        report.server_cpu_us_per_delivery =
+            (report.received > 0).then(|| per(us, report.received as f64));
+    }
+    if report.messages > 0 && report.mode.is_some_and(|m| m != crate::Mode::None) {
+        report.offered_rate_held = Some(
+            report.publish_rate >= 0.95 * report.rate_offered
+                && report.rejected == 0
+                && report.publish_failed == 0
+                && report.unsent == 0
+                && report.loss <= 0,
+        );
+    }
 }
 
 #[cfg(test)]
