@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, PublicKeyUse};
 use jsonwebtoken::DecodingKey;
 
-use super::AuthError;
+use super::{locked, with_client, AuthError};
 use crate::config::{AuthConfig, JwtAlgorithm};
 use crate::metrics::Counters;
 
@@ -110,10 +110,6 @@ pub(super) struct Jwks {
     counters: Arc<Counters>,
 }
 
-thread_local! {
-    static CLIENT: awc::Client = awc::Client::builder().disable_redirects().finish();
-}
-
 impl Jwks {
     pub(super) fn new(cfg: &AuthConfig, counters: Arc<Counters>) -> Self {
         Self {
@@ -135,7 +131,7 @@ impl Jwks {
     }
 
     fn current(&self) -> (Arc<KeySet>, Option<Instant>, u64) {
-        let c = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        let c = locked(&self.current);
         (c.set.clone(), c.fetched, c.generation)
     }
 
@@ -150,7 +146,7 @@ impl Jwks {
             .observe(start, fetched.is_ok());
         let set = fetched?;
         let n = set.len();
-        let mut c = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        let mut c = locked(&self.current);
         c.set = Arc::new(set);
         c.fetched = Some(Instant::now());
         c.generation += 1;
@@ -159,7 +155,7 @@ impl Jwks {
     }
 
     async fn fetch(&self) -> Result<KeySet, String> {
-        let req = CLIENT.with(|c| c.get(&self.url).timeout(self.timeout));
+        let req = with_client(|c| c.get(&self.url).timeout(self.timeout));
         let body = tokio::time::timeout(self.timeout, async {
             let mut resp = req.send().await.map_err(|e| e.to_string())?;
             if !resp.status().is_success() {
@@ -188,11 +184,7 @@ impl Jwks {
         let (_, _, generation) = self.current();
         let mut failed = false;
         if generation == seen {
-            let allowed = self
-                .gate
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .allow(Instant::now());
+            let allowed = locked(&self.gate).allow(Instant::now());
             if allowed {
                 if let Err(e) = self.refresh().await {
                     tracing::warn!(error = %e, "JWKS refresh failed");

@@ -143,6 +143,23 @@ pub struct Authenticator {
     http: Option<HttpAuth>,
 }
 
+thread_local! {
+    /// This thread's HTTP client for the auth endpoint and the key set (no redirects: an
+    /// identity answer or a key set must come from the configured URL itself).
+    static CLIENT: awc::Client = awc::Client::builder().disable_redirects().finish();
+}
+
+/// Runs `f` with this thread's auth HTTP client.
+fn with_client<R>(f: impl FnOnce(&awc::Client) -> R) -> R {
+    CLIENT.with(f)
+}
+
+/// Locks `m`, also after a panic elsewhere poisoned it (the data stays consistent: every
+/// critical section here is a plain read or replace).
+fn locked<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Whether `token` is shaped like a JWT: three non-empty base64url parts.
 pub fn looks_like_jwt(token: &str) -> bool {
     let parts: Vec<&str> = token.split('.').collect();

@@ -7,13 +7,15 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, Semaphore};
 
-use super::{is_too_far_ahead, AuthError, AuthRequest, Breaker, Identity, TokenCache};
+use super::{
+    is_too_far_ahead, locked, with_client, AuthError, AuthRequest, Breaker, Identity, TokenCache,
+};
 use crate::clock::now_s;
 use crate::config::{AuthConfig, HttpAuthConfig};
 use crate::ids::{DeviceId, UserId};
@@ -64,14 +66,6 @@ pub(super) struct HttpAuth {
     slots: Semaphore,
     breaker: Mutex<Breaker>,
     counters: Arc<Counters>,
-}
-
-thread_local! {
-    static CLIENT: awc::Client = awc::Client::builder().disable_redirects().finish();
-}
-
-fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Removes its verification from the in-flight table when dropped (also when the caller
@@ -206,7 +200,7 @@ impl HttpAuth {
             purpose: req.purpose,
         })
         .map_err(|e| e.to_string())?;
-        let request = CLIENT.with(|c| {
+        let request = with_client(|c| {
             let r = c
                 .post(&self.cfg.url)
                 .timeout(budget)
