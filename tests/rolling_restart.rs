@@ -152,39 +152,15 @@ async fn producer(
     }
 }
 
-/// One request on a fresh connection (with the admin key for stats, else the API key):
-/// status and JSON body, or `None` when the node refused
-/// or cut the connection (it may be restarting) or took longer than 10 s.
+/// One request on a fresh connection (with the admin key for stats, else the API key);
+/// `None` when the node refused or cut the connection (it may be restarting).
 async fn exchange(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, Value)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let key = if path == "/api/v1/stats" {
         procs::ADMIN_KEY
     } else {
         procs::API_KEY
     };
-    let talk = async {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .ok()?;
-        let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
-             Authorization: Bearer {}\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\n\r\n{body}",
-            key,
-            body.len()
-        );
-        s.write_all(req.as_bytes()).await.ok()?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await.ok()?;
-        let text = String::from_utf8_lossy(&buf).to_string();
-        let status: u16 = text.split_whitespace().nth(1)?.parse().ok()?;
-        let body = &text[text.find("\r\n\r\n")? + 4..];
-        Some((status, serde_json::from_str(body).unwrap_or(Value::Null)))
-    };
-    tokio::time::timeout(Duration::from_secs(10), talk)
-        .await
-        .ok()
-        .flatten()
+    procs::try_request(port, method, path, key, body).await
 }
 
 /// Posts one message; its id when the answer was a 202.

@@ -20,6 +20,7 @@ use tracing::{debug, warn};
 
 use super::hub::HubHandle;
 use super::peer::PeerSet;
+use super::settle::{IdleWaiters, Settle};
 use crate::bindings::{Bindings, BindingsError};
 use crate::cluster::forward::Envelope;
 use crate::cluster::membership::Membership;
@@ -114,7 +115,7 @@ impl DispatchHandle {
                     buf: Vec::new(),
                     busy: false,
                     last_warn: None,
-                    settled: Vec::new(),
+                    settled: IdleWaiters::default(),
                 })
             })
             .collect();
@@ -216,12 +217,6 @@ pub fn route(
     per_node
 }
 
-/// Answered once everything handed to the worker before it has been looked up and queued
-/// at the peer forwarders.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Settle(oneshot::Sender<()>);
-
 /// Deliveries for one worker to route to remote nodes.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -237,16 +232,14 @@ struct DispatchWorker {
     /// When the last lookup failure was logged.
     last_warn: Option<Instant>,
     /// Waiting for the worker to be idle (a drain).
-    settled: Vec<oneshot::Sender<()>>,
+    settled: IdleWaiters,
 }
 
 impl DispatchWorker {
     fn flush(&mut self, ctx: &mut Context<Self>) {
         if self.buf.is_empty() {
             self.busy = false;
-            for w in self.settled.drain(..) {
-                let _ = w.send(());
-            }
+            self.settled.release();
             return;
         }
         self.busy = true;
@@ -331,11 +324,7 @@ impl Handler<Settle> for DispatchWorker {
     type Result = ();
 
     fn handle(&mut self, msg: Settle, _ctx: &mut Self::Context) {
-        if self.busy {
-            self.settled.push(msg.0);
-        } else {
-            let _ = msg.0.send(());
-        }
+        self.settled.wait(self.busy, msg.0);
     }
 }
 

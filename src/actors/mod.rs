@@ -12,3 +12,4 @@ pub mod keeper;
 pub mod peer;
 pub mod positions;
 pub mod session;
+mod settle;

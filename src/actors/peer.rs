@@ -19,6 +19,7 @@ use serde::Deserialize;
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
+use super::settle::{IdleWaiters, Settle};
 use crate::bindings::Bindings;
 use crate::clock::now_ms;
 use crate::cluster::forward::{encode, Envelope, FORWARD_BATCH};
@@ -66,7 +67,7 @@ struct Peer {
     queue: VecDeque<Envelope>,
     busy: bool,
     /// Waiting for the queue to be empty and no batch in flight (a drain).
-    settled: Vec<oneshot::Sender<()>>,
+    settled: IdleWaiters,
 }
 
 impl Peer {
@@ -77,7 +78,7 @@ impl Peer {
             deps,
             queue: VecDeque::new(),
             busy: false,
-            settled: Vec::new(),
+            settled: IdleWaiters::default(),
         }
     }
 
@@ -92,9 +93,7 @@ impl Peer {
         if self.queue.is_empty() {
             stats.queue.store(0, Ordering::Relaxed);
             self.busy = false;
-            for w in self.settled.drain(..) {
-                let _ = w.send(());
-            }
+            self.settled.release();
             return;
         }
         self.busy = true;
@@ -217,20 +216,11 @@ impl Handler<Forward> for Peer {
     }
 }
 
-/// Answered once the peer has nothing queued and no batch in flight.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Settle(oneshot::Sender<()>);
-
 impl Handler<Settle> for Peer {
     type Result = ();
 
     fn handle(&mut self, msg: Settle, _ctx: &mut Self::Context) {
-        if self.busy {
-            self.settled.push(msg.0);
-        } else {
-            let _ = msg.0.send(());
-        }
+        self.settled.wait(self.busy, msg.0);
     }
 }
 

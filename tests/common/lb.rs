@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::procs::free_port;
+use super::procs::{free_port, try_request};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -100,33 +100,10 @@ impl Cluster {
         )
     }
 
-    /// One request through haproxy with the producer key: status and JSON body, or `None`
+    /// One POST through haproxy with the producer key: status and JSON body, or `None`
     /// when the connection failed or took over 10 s.
     pub async fn post(&self, path: &str, body: &str) -> Option<(u16, Value)> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let talk = async {
-            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .ok()?;
-            let req = format!(
-                "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
-                 Authorization: Bearer {}\r\nContent-Type: application/json\r\n\
-                 Content-Length: {}\r\n\r\n{body}",
-                self.state["API_KEY"],
-                body.len()
-            );
-            s.write_all(req.as_bytes()).await.ok()?;
-            let mut buf = Vec::new();
-            s.read_to_end(&mut buf).await.ok()?;
-            let text = String::from_utf8_lossy(&buf).to_string();
-            let status: u16 = text.split_whitespace().nth(1)?.parse().ok()?;
-            let body = &text[text.find("\r\n\r\n")? + 4..];
-            Some((status, serde_json::from_str(body).unwrap_or(Value::Null)))
-        };
-        tokio::time::timeout(Duration::from_secs(10), talk)
-            .await
-            .ok()
-            .flatten()
+        try_request(self.port, "POST", path, &self.state["API_KEY"], body).await
     }
 
     pub fn haproxy_log(&self) -> String {

@@ -338,3 +338,41 @@ pub async fn redis_cmd(url: &str, args: &[&str]) -> String {
 // Re-exported where the other child processes are; not every test binary uses them.
 #[allow(unused_imports)]
 pub use super::mongo_proc::{shared_mongo, MongoProc};
+
+/// One request to `127.0.0.1:port` on a fresh connection with `Authorization: Bearer key`:
+/// status and JSON body (`Null` when not JSON), or `None` when the connection was refused
+/// or cut (a node restarting) or the answer took over 10 s.
+pub async fn try_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    key: &str,
+    body: &str,
+) -> Option<(u16, serde_json::Value)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let talk = async {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+             Authorization: Bearer {key}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await.ok()?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.ok()?;
+        let text = String::from_utf8_lossy(&buf).to_string();
+        let status: u16 = text.split_whitespace().nth(1)?.parse().ok()?;
+        let body = &text[text.find("\r\n\r\n")? + 4..];
+        Some((
+            status,
+            serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+        ))
+    };
+    tokio::time::timeout(Duration::from_secs(10), talk)
+        .await
+        .ok()
+        .flatten()
+}
