@@ -153,17 +153,8 @@ impl TokenVerifier {
         if is_too_far_ahead(data.claims.exp, self.max_lifetime_s, crate::clock::now_s()) {
             return Err(AuthError::LifetimeTooLong);
         }
-        let user = UserId::parse(&data.claims.sub).map_err(|_| AuthError::BadSubject)?;
-        let device = match data.claims.device {
-            Some(d) => Some(DeviceId::parse(&d).map_err(|_| AuthError::BadDevice)?),
-            None => None,
-        };
-        Ok(Identity {
-            user,
-            device,
-            expires_at: data.claims.exp,
-            max_sessions: None,
-        })
+        let c = data.claims;
+        Identity::vouched(&c.sub, c.device.as_deref(), c.exp, None)
     }
 }
 

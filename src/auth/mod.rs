@@ -103,6 +103,26 @@ pub struct Identity {
     pub max_sessions: Option<usize>,
 }
 
+impl Identity {
+    /// The identity a verified token or an endpoint's answer names, its ids checked
+    /// (`BadSubject`, `BadDevice`).
+    fn vouched(
+        user: &str,
+        device: Option<&str>,
+        expires_at: u64,
+        max_sessions: Option<usize>,
+    ) -> Result<Identity, AuthError> {
+        Ok(Identity {
+            user: UserId::parse(user).map_err(|_| AuthError::BadSubject)?,
+            device: device
+                .map(|d| DeviceId::parse(d).map_err(|_| AuthError::BadDevice))
+                .transpose()?,
+            expires_at,
+            max_sessions,
+        })
+    }
+}
+
 /// Why a token is being judged: a new connection, or a ping refreshing a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]

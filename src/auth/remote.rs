@@ -18,7 +18,6 @@ use super::{
 };
 use crate::clock::now_s;
 use crate::config::{AuthConfig, HttpAuthConfig};
-use crate::ids::{DeviceId, UserId};
 use crate::metrics::Counters;
 
 /// What the endpoint answers with 200 (documented in docs/protocol.md).
@@ -232,26 +231,22 @@ impl HttpAuth {
     /// held to `auth.max_token_lifetime_s`.
     fn identity(&self, a: AuthAnswer) -> Outcome {
         let now = now_s();
-        let user = UserId::parse(&a.user).map_err(|_| AuthError::BadSubject)?;
-        let device = match a.device {
-            Some(d) => Some(DeviceId::parse(&d).map_err(|_| AuthError::BadDevice)?),
-            None => None,
-        };
         let mut expires_at = a
             .expires_at
             .unwrap_or_else(|| now.saturating_add(self.cfg.default_ttl_s));
         if is_too_far_ahead(expires_at, self.max_lifetime_s, now) {
             expires_at = now.saturating_add(self.max_lifetime_s);
         }
+        let id = Identity::vouched(
+            &a.user,
+            a.device.as_deref(),
+            expires_at,
+            a.limits.and_then(|l| l.max_sessions),
+        )?;
         if expires_at <= now {
             return Err(AuthError::Expired);
         }
-        Ok(Identity {
-            user,
-            device,
-            expires_at,
-            max_sessions: a.limits.and_then(|l| l.max_sessions),
-        })
+        Ok(id)
     }
 }
 
