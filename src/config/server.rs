@@ -22,9 +22,11 @@ pub struct NodeConfig {
 pub struct ServerConfig {
     /// Public listener (WebSocket, REST, operations).
     pub listen: SocketAddr,
-    /// HTTP worker threads; 0 means one per core.
+    /// HTTP worker threads, and as many hub shards (threads running the sessions of the
+    /// users hashed to them); 0 means one per core.
     pub workers: usize,
-    /// Most concurrent connections per worker; past it new connections wait in the backlog.
+    /// Most concurrent HTTP connections per worker (an upgraded WebSocket leaves the worker);
+    /// past it new connections wait in the backlog.
     pub max_connections_per_worker: usize,
     /// Most WebSocket sessions on this node; past it `/ws` answers 503 `node_full` instead of
     /// running into the open-file limit. 0 = the process's open-file limit minus 1024.

@@ -31,6 +31,9 @@ pub struct SessionConfig {
     /// How often the node compares its sessions' positions with the store (one batched
     /// read for all local users); a session behind reads what it missed, ms.
     pub position_check_ms: u64,
+    /// How long a hub shard holds broadcast frames to send them together (one encoding,
+    /// one push and one socket write per session for the batch), ms; 0 = one by one.
+    pub broadcast_batch_ms: u64,
 }
 
 impl Default for SessionConfig {
@@ -44,6 +47,7 @@ impl Default for SessionConfig {
             replay_limit: 1000,
             close_grace_ms: 1000,
             position_check_ms: 3000,
+            broadcast_batch_ms: 20,
             max_per_user: 64,
         }
     }
@@ -58,6 +62,11 @@ impl SessionConfig {
     /// Interval of the position check.
     pub fn position_check(&self) -> Duration {
         Duration::from_millis(self.position_check_ms)
+    }
+
+    /// How long broadcast frames wait for others to go out with.
+    pub fn broadcast_batch(&self) -> Duration {
+        Duration::from_millis(self.broadcast_batch_ms)
     }
 
     /// Grace period for a close frame to reach a slow client.
@@ -146,6 +155,12 @@ impl SessionConfig {
         }
         if self.max_per_user == 0 {
             return Err(invalid("session.max_per_user", "must be > 0"));
+        }
+        if self.broadcast_batch_ms > 1000 {
+            return Err(invalid(
+                "session.broadcast_batch_ms",
+                "must be at most 1000",
+            ));
         }
         if self.position_check_ms < 100 {
             return Err(invalid("session.position_check_ms", "must be at least 100"));

@@ -3,7 +3,8 @@
 //!
 //! A message's pieces are serialized once ([`MessageParts`]) and shared by every recipient's
 //! [`Frame`], which splices in its seq only when written: fan-out neither re-encodes nor
-//! copies the payload.
+//! copies the payload. [`wire`] encodes a run of frames once for many sockets (broadcast
+//! batches).
 
 use std::sync::Arc;
 
@@ -362,6 +363,8 @@ impl CloseReason {
         }
     }
 }
+
+pub mod wire;
 
 #[cfg(test)]
 mod tests;

@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use actix_http::RequestHead;
 use actix_web::http::StatusCode;
-use actix_web::HttpRequest;
 
 use super::error::{ApiError, ErrorCase};
 use crate::config::{IpNet, ServerConfig};
@@ -57,8 +57,8 @@ impl ClientLimits {
 
     /// The client's address: the peer, or behind trusted proxies the right-most address of
     /// `X-Forwarded-For` that is not one of them.
-    pub fn client_ip(&self, req: &HttpRequest) -> Option<IpAddr> {
-        let peer = req.peer_addr()?.ip();
+    pub fn client_ip(&self, req: &RequestHead) -> Option<IpAddr> {
+        let peer = req.peer_addr?.ip();
         let xff = req
             .headers()
             .get("x-forwarded-for")
@@ -67,7 +67,7 @@ impl ClientLimits {
     }
 
     /// Admits one more WebSocket upgrade from the request's client (429 past its rate).
-    pub fn admit_connect(&self, req: &HttpRequest, counters: &Counters) -> Result<(), ApiError> {
+    pub fn admit_connect(&self, req: &RequestHead, counters: &Counters) -> Result<(), ApiError> {
         let Some(ip) = self.client_ip(req) else {
             return Ok(());
         };

@@ -1,4 +1,5 @@
-//! HTTP surface: the WebSocket upgrade (`ws.rs`), the producer REST API (`api.rs`; a
+//! HTTP surface: the WebSocket upgrade (`ws.rs`: its checks; `upgrade.rs`: the socket
+//! taken from the HTTP/1 dispatcher), the producer REST API (`api.rs`; a
 //! user's history and presence in `users.rs`, a message's delivery status in `status.rs`),
 //! the operations endpoints (`ops.rs`, operator access in `admin.rs`), the cluster dashboard
 //! (`dashboard/`), the demo page and JS client (`demo.rs`), the OpenAPI document of all of
@@ -16,6 +17,7 @@ pub mod internal;
 pub mod openapi;
 pub mod ops;
 pub mod status;
+pub mod upgrade;
 pub mod users;
 pub mod ws;
 
@@ -72,7 +74,12 @@ pub struct AppState {
 
 /// The bearer token of a request (`Authorization: Bearer …`), if any.
 pub fn bearer(req: &HttpRequest) -> Option<&str> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    bearer_in(req.headers())
+}
+
+/// [`bearer`], from the headers alone.
+pub fn bearer_in(headers: &header::HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }

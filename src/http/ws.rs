@@ -1,18 +1,21 @@
-//! `GET /ws`: authenticate, then hand the socket to a new session actor.
+//! `GET /ws`: what a connection must pass before its upgrade ([`admit`]), and the route's
+//! handler for requests that do not ask for an upgrade.
 //!
-//! Every refusal happens before the upgrade, as an HTTP status with a JSON body.
+//! Upgrade requests never reach the router: the HTTP/1 dispatcher hands them, with their
+//! socket, to [`super::upgrade`], which calls [`admit`] and starts the session. Every
+//! refusal happens before the upgrade, as an HTTP status with a JSON body.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
-use actix_web::dev::Payload;
+use actix_http::RequestHead;
 use actix_web::http::StatusCode;
-use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::client::CLIENT_ERRORS;
 use super::error::{error_responses, ApiError, ErrorCase, TOKEN_ERRORS};
-use super::{bearer, AppState};
-use crate::actors::session::{Opening, ResumeFrom, WsSession};
+use super::{bearer_in, AppState};
+use crate::actors::session::{Opening, ResumeFrom};
 use crate::auth::{AuthError, AuthRequest, Purpose};
 use crate::ids::{parse_resume_seq, DeviceId, MAX_SEQ};
 use crate::metrics::Counters;
@@ -101,23 +104,29 @@ error_responses!(
 )]
 pub async fn upgrade(
     req: HttpRequest,
-    body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    admit_node(&state)?;
-    state.clients.admit_connect(&req, &state.counters)?;
-    let opening = opening(&req, &state).await?;
-    // The session reads the client's frames itself (see `session::inbound`): actix-ws gets
-    // an empty payload and only builds the handshake response and the sink.
-    let payload = body.into_inner();
-    let empty = web::Payload::from_request(&req, &mut Payload::None)
-        .await
-        .map_err(|e| ApiError::bad_request("not_websocket", e.to_string()))?;
-    let (response, sink, _unused) = actix_ws::handle(&req, empty).map_err(|e| {
+    // Upgrade requests are served by `super::upgrade`; what reaches the router does not ask
+    // for one. It still gets the refusals an upgrade would (a client learns first that its
+    // token is bad), and then this one.
+    admit(req.head(), &state).await?;
+    Err(ApiError::bad_request(
+        "not_websocket",
+        "websocket handshake failed: the request does not ask for a websocket upgrade",
+    ))
+}
+
+/// Everything a connection must pass before its upgrade, in order: the node takes
+/// sessions, the client's connect rate, the token, the query, the user's session cap, and
+/// the handshake headers. The opening holds the user's session slot.
+pub async fn admit(req: &RequestHead, state: &AppState) -> Result<Opening, ApiError> {
+    admit_node(state)?;
+    state.clients.admit_connect(req, &state.counters)?;
+    let opening = opening(req, state).await?;
+    actix_http::ws::verify_handshake(req).map_err(|e| {
         ApiError::bad_request("not_websocket", format!("websocket handshake failed: {e}"))
     })?;
-    WsSession::start(opening, state.session.clone(), sink, payload);
-    Ok(response)
+    Ok(opening)
 }
 
 /// Refuses every new session while the node drains or holds `server.max_sessions`.
@@ -152,13 +161,13 @@ fn admit_node(state: &AppState) -> Result<(), ApiError> {
 }
 
 /// Who the request is (token), which device, where it resumes, and its user's session slot.
-async fn opening(req: &HttpRequest, state: &AppState) -> Result<Opening, ApiError> {
-    let query = web::Query::<HashMap<String, String>>::from_query(req.query_string())
+async fn opening(req: &RequestHead, state: &AppState) -> Result<Opening, ApiError> {
+    let query = web::Query::<HashMap<String, String>>::from_query(req.uri.query().unwrap_or(""))
         .map_err(|_| ApiError::bad_request("bad_query", "query string is not valid"))?;
     let token = query
         .get("token")
         .map(String::as_str)
-        .or_else(|| bearer(req))
+        .or_else(|| bearer_in(&req.headers))
         .ok_or(AuthError::Missing)?;
     let since = match query.get("since") {
         Some(s) => Some(parse_resume_seq(s).ok_or_else(|| {

@@ -5,6 +5,7 @@
 //! address first. It must be called inside an actix `System`.
 
 mod cluster;
+mod public;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::Ordering;
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_web::dev::ServerHandle;
-use actix_web::{web, App, HttpServer};
+use actix_web::web;
 use tracing::{info, warn};
 
 use self::cluster::ClusterParts;
@@ -30,7 +31,7 @@ use crate::cluster::LivePeers;
 use crate::config::{Config, StoreBackend};
 use crate::http::client::ClientLimits;
 use crate::http::dashboard::Dashboard;
-use crate::http::{self, AppState, Backends};
+use crate::http::{AppState, Backends};
 use crate::ids::NodeId;
 use crate::ingest::commit::Appender;
 use crate::ingest::Ingest;
@@ -63,6 +64,8 @@ pub struct Node {
     /// The spawned server future; it ends once the server has stopped.
     server: Option<actix_rt::task::JoinHandle<std::io::Result<()>>>,
     arbiter: Arbiter,
+    /// The hub shards' threads (their sessions run there too).
+    hub_threads: Vec<Arbiter>,
     cluster: Option<ClusterParts>,
 }
 
@@ -91,15 +94,17 @@ fn node_id(cfg: &Config) -> NodeId {
     }
 }
 
-/// The node's actors, on their own thread so fan-out does not compete with request parsing
-/// on the HTTP workers.
+/// The node's actors, on their own threads so fan-out does not compete with request parsing
+/// on the HTTP workers: the hub shards (one thread each, shared with their users' sessions)
+/// and one thread for the cursor writer and the node's loops.
 struct Actors {
     arbiter: Arbiter,
+    hub_threads: Vec<Arbiter>,
     hub: HubHandle,
     cursors: CursorsHandle,
 }
 
-/// Step 3: the hub and the cursor writer.
+/// Step 3: the hub shards (`server.workers` of them) and the cursor writer.
 fn start_actors(
     cfg: &Config,
     node: &NodeId,
@@ -108,11 +113,11 @@ fn start_actors(
     counters: &Arc<Counters>,
 ) -> Actors {
     let arbiter = Arbiter::new();
-    let hub = HubHandle::start(
-        &arbiter.handle(),
+    let (hub, hub_threads) = HubHandle::start(
+        cfg.workers(),
         node.clone(),
         bindings.clone(),
-        cfg.routes.route_refresh(),
+        (cfg.routes.route_refresh(), cfg.session.broadcast_batch()),
         counters.clone(),
     );
     let every = Duration::from_millis(cfg.store.cursor_flush_ms);
@@ -128,6 +133,7 @@ fn start_actors(
     arbiter.spawn(sample_loop(counters.clone()));
     Actors {
         arbiter,
+        hub_threads,
         hub,
         cursors,
     }
@@ -214,7 +220,7 @@ pub async fn start_with_store(
         started: Instant::now(),
     });
     // Step 5, the public HTTP server.
-    let server = start_http(&cfg, listener, state.clone())?;
+    let server = public::start(&cfg, listener, state.clone())?;
     let b = &state.backends;
     info!(node = %node, %addr, workers = cfg.workers(), store = b.store.name(), routes = b.bindings.name(), "herald node listening");
     Ok(Node {
@@ -226,6 +232,7 @@ pub async fn start_with_store(
         // actix-server starts only when its future is polled, so spawn it right away.
         server: Some(actix_rt::spawn(server)),
         arbiter: actors.arbiter,
+        hub_threads: actors.hub_threads,
         cluster,
     })
 }
@@ -250,27 +257,6 @@ fn ingest(
         dispatch,
         counters.clone(),
     )
-}
-
-/// Step 5: the public listener with every public route.
-fn start_http(
-    cfg: &Config,
-    listener: TcpListener,
-    state: web::Data<AppState>,
-) -> Result<actix_web::dev::Server, StartError> {
-    Ok(HttpServer::new(move || {
-        App::new()
-            .app_data(state.clone())
-            .configure(http::configure)
-    })
-    .workers(cfg.workers())
-    .backlog(cfg.server.backlog)
-    .max_connections(cfg.server.max_connections_per_worker)
-    .shutdown_timeout(cfg.server.shutdown_timeout_s)
-    .disable_signals()
-    .listen(listener)
-    .map_err(StartError::Listen)?
-    .run())
 }
 
 impl Node {
@@ -319,6 +305,9 @@ impl Node {
             c.leave(&state.node).await;
         }
         self.arbiter.stop();
+        for a in &self.hub_threads {
+            a.stop();
+        }
         info!("stopped");
     }
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use tracing::{debug, warn};
 
+use super::batch::{Batch, Next};
 use super::drain::{Spread, DRAIN_TICK};
 use super::{
     Broadcast, Deliver, DevicePresence, Drain, GetStats, HubStats, Join, Leave, LocalUsers,
@@ -54,6 +55,8 @@ pub(super) struct Hub {
     flushing: bool,
     /// Sessions waiting for their user's binding to be written.
     bind_waiters: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// Broadcast frames waiting for their batch to go out.
+    batch: Batch,
     counters: Arc<Counters>,
 }
 
@@ -62,9 +65,11 @@ impl Hub {
         node: NodeId,
         bindings: Arc<dyn Bindings>,
         refresh: Duration,
+        broadcast_batch: Duration,
         counters: Arc<Counters>,
     ) -> Self {
         Self {
+            batch: Batch::new(broadcast_batch),
             refresh,
             flushing: false,
             bind_waiters: Vec::new(),
@@ -303,17 +308,33 @@ impl Handler<RebindAll> for Hub {
 impl Handler<Broadcast> for Hub {
     type Result = ();
 
-    fn handle(&mut self, msg: Broadcast, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: Broadcast, ctx: &mut Self::Context) {
         let c = self.counters.clone();
         let _timed = c.handling(ActorKind::Hub);
         Counters::sub(&self.counters.hub_backlog, msg.weight);
+        match self.batch.add(msg.frame) {
+            Next::FlushNow => self.flush_broadcasts(),
+            Next::FlushIn(delay) => {
+                ctx.run_later(delay, |hub, _| hub.flush_broadcasts());
+            }
+            Next::Wait => {}
+        }
+    }
+}
+
+impl Hub {
+    /// Offers the waiting broadcast frames, encoded once, to every local session.
+    fn flush_broadcasts(&mut self) {
+        let Some(frames) = self.batch.take() else {
+            return;
+        };
         let counters = &self.counters;
         let mut dropped = 0;
         let mut emptied = Vec::new();
         for (user, members) in self.users.iter_mut() {
             let before = members.len();
             members.retain(|m| {
-                let offered = m.handle.offer_broadcast(msg.frame.clone());
+                let offered = m.handle.offer_broadcast(frames.clone());
                 Hub::kept(m, offered, counters)
             });
             if members.len() < before {

@@ -1,13 +1,21 @@
 //! The hub: per-node registry of live sessions (user -> sessions), reached only through
 //! [`HubHandle`].
 //!
+//! The hub is sharded: `server.workers` hub actors, each on its own thread, each holding
+//! the users that hash to it ([`shards`]). A user's sessions run on its shard's thread
+//! ([`HubHandle::home`]), so the hub reaches them without crossing threads and a delivery
+//! crosses at most once (from the HTTP worker that stored it); fan-out and targeted
+//! delivery grow with the number of shards.
+//!
 //! The handle is the one place that accounts for the hub backlog (deliveries handed to the
 //! hub and not yet fanned out; a broadcast counts once per live session): it adds when it
 //! sends, the actor subtracts when it handles, and ingestion asks [`HubHandle::backlog`]
 //! before accepting more. The messages themselves are private to this module.
 
 mod actor;
+mod batch;
 mod drain;
+pub mod shards;
 
 pub use self::drain::{DrainPace, DrainPolicy};
 
@@ -16,6 +24,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use bytestring::ByteString;
+use futures_util::future::join_all;
 use tokio::sync::oneshot;
 
 use self::actor::Hub;
@@ -129,46 +138,81 @@ struct Drain(DrainPolicy);
 #[rtype(result = "HubStats")]
 struct GetStats;
 
-/// The node's way to its hub.
+/// The node's way to its hub shards.
 #[derive(Clone)]
 pub struct HubHandle {
-    addr: Addr<Hub>,
+    shards: Arc<[Shard]>,
     counters: Arc<Counters>,
 }
 
+/// One hub shard: its actor and the thread it (and its users' sessions) run on.
+struct Shard {
+    addr: Addr<Hub>,
+    home: ArbiterHandle,
+}
+
 impl HubHandle {
-    /// Starts the hub on `arbiter`; every local user is re-bound every `refresh`.
+    /// Starts `n` hub shards, each on a new thread (returned: the caller stops them); every
+    /// local user is re-bound every `refresh`; broadcasts go out in batches of
+    /// `broadcast_batch` (zero: one by one).
     pub fn start(
-        arbiter: &ArbiterHandle,
+        n: usize,
         node: NodeId,
         bindings: Arc<dyn Bindings>,
-        refresh: Duration,
+        (refresh, broadcast_batch): (Duration, Duration),
         counters: Arc<Counters>,
-    ) -> Self {
-        let c = counters.clone();
-        let addr = Hub::start_in_arbiter(arbiter, move |_| Hub::new(node, bindings, refresh, c));
-        Self { addr, counters }
+    ) -> (Self, Vec<Arbiter>) {
+        let arbiters: Vec<Arbiter> = (0..n.max(1)).map(|_| Arbiter::new()).collect();
+        let shards: Vec<Shard> = arbiters
+            .iter()
+            .map(|arbiter| {
+                let (node, bindings, c) = (node.clone(), bindings.clone(), counters.clone());
+                let home = arbiter.handle();
+                let addr = Hub::start_in_arbiter(&home, move |_| {
+                    Hub::new(node, bindings, refresh, broadcast_batch, c)
+                });
+                Shard { addr, home }
+            })
+            .collect();
+        let handle = Self {
+            shards: shards.into(),
+            counters,
+        };
+        (handle, arbiters)
+    }
+
+    fn n(&self) -> usize {
+        self.shards.len()
+    }
+
+    fn shard(&self, user: &UserId) -> &Shard {
+        &self.shards[shards::shard_of(user, self.n())]
+    }
+
+    /// The thread `user`'s sessions run on (its shard's).
+    pub fn home(&self, user: &UserId) -> &ArbiterHandle {
+        &self.shard(user).home
     }
 
     /// Sends without waiting, counted as sent to the hub (its queue depth is sent minus
     /// handled).
-    fn tell<M>(&self, msg: M)
+    fn tell<M>(&self, shard: &Shard, msg: M)
     where
         M: Message<Result: Send> + Send + 'static,
         Hub: Handler<M>,
     {
         self.counters.actor(ActorKind::Hub).sent(1);
-        self.addr.do_send(msg);
+        shard.addr.do_send(msg);
     }
 
     /// Sends and waits for the answer, counted like [`tell`](Self::tell).
-    async fn ask<M>(&self, msg: M) -> Result<M::Result, HubGone>
+    async fn ask<M>(&self, shard: &Shard, msg: M) -> Result<M::Result, HubGone>
     where
         M: Message<Result: Send> + Send + 'static,
         Hub: Handler<M>,
     {
         self.counters.actor(ActorKind::Hub).sent(1);
-        self.addr.send(msg).await.map_err(|_| HubGone)
+        shard.addr.send(msg).await.map_err(|_| HubGone)
     }
 
     /// Registers a session; the receiver fires once its user's binding is written.
@@ -180,19 +224,23 @@ impl HubHandle {
         handle: SessionHandle,
     ) -> oneshot::Receiver<()> {
         let (bound, is_bound) = oneshot::channel();
-        self.tell(Join {
-            user,
-            device,
-            session,
-            handle,
-            bound,
-        });
+        let shard = self.shard(&user);
+        self.tell(
+            shard,
+            Join {
+                user,
+                device,
+                session,
+                handle,
+                bound,
+            },
+        );
         is_bound
     }
 
     /// Unregisters a session.
     pub fn leave(&self, user: UserId, session: SessionId) {
-        self.tell(Leave { user, session });
+        self.tell(self.shard(&user), Leave { user, session });
     }
 
     /// Deliveries handed to the hub and not yet fanned out.
@@ -210,7 +258,12 @@ impl HubHandle {
             return;
         }
         self.count(items.len() as u64);
-        self.tell(Deliver(items));
+        let parts = shards::split(items, self.n(), |d| &d.user);
+        for (shard, part) in self.shards.iter().zip(parts) {
+            if !part.is_empty() {
+                self.tell(shard, Deliver(part));
+            }
+        }
     }
 
     /// [`deliver`](Self::deliver), answering the users with no session here.
@@ -222,53 +275,109 @@ impl HubHandle {
             return Ok(Vec::new());
         }
         self.count(items.len() as u64);
-        self.ask(Deliver(items)).await
+        let parts = shards::split(items, self.n(), |d| &d.user);
+        let asks = self
+            .shards
+            .iter()
+            .zip(parts)
+            .filter(|(_, part)| !part.is_empty())
+            .map(|(shard, part)| self.ask(shard, Deliver(part)));
+        let mut missing = Vec::new();
+        for answer in join_all(asks).await {
+            missing.extend(answer?);
+        }
+        Ok(missing)
     }
 
     /// Pushes a broadcast frame to every local session (counted once per live session).
     pub fn broadcast(&self, frame: ByteString) {
         let weight = Counters::get(&self.counters.sessions_live).max(1);
         self.count(weight);
-        self.tell(Broadcast { frame, weight });
+        let n = self.n();
+        for (i, shard) in self.shards.iter().enumerate() {
+            let weight = shards::weight_share(weight, i, n);
+            self.tell(
+                shard,
+                Broadcast {
+                    frame: frame.clone(),
+                    weight,
+                },
+            );
+        }
     }
 
     /// Re-binds the given users if they are still here (else unbinds, with `unbind_absent`).
     pub fn rebind(&self, users: Vec<UserId>, unbind_absent: bool) {
-        self.tell(Rebind {
-            users,
-            unbind_absent,
-        });
+        let parts = shards::split(users, self.n(), |u| u);
+        for (shard, users) in self.shards.iter().zip(parts) {
+            if !users.is_empty() {
+                self.tell(
+                    shard,
+                    Rebind {
+                        users,
+                        unbind_absent,
+                    },
+                );
+            }
+        }
     }
 
     /// Re-binds every local user now.
     pub fn rebind_all(&self) {
-        self.tell(RebindAll);
+        for shard in self.shards.iter() {
+            self.tell(shard, RebindAll);
+        }
     }
 
     /// The user's devices connected to this node.
     pub async fn presence(&self, user: UserId) -> Result<Vec<DevicePresence>, HubGone> {
-        self.ask(Presence(user)).await
+        let shard = self.shard(&user);
+        self.ask(shard, Presence(user)).await
     }
 
     /// Every user with a session here (for the position check).
     pub async fn local_users(&self) -> Result<Vec<UserId>, HubGone> {
-        self.ask(LocalUsers).await
+        let mut users = Vec::new();
+        for part in join_all(self.shards.iter().map(|s| self.ask(s, LocalUsers))).await {
+            users.extend(part?);
+        }
+        Ok(users)
     }
 
     /// Tells each local session of `users[i]` that its newest stored seq is `seqs[i]`.
     pub fn positions(&self, users: Vec<UserId>, seqs: Vec<Seq>) {
-        self.tell(Positions { users, seqs });
+        let pairs: Vec<(UserId, Seq)> = users.into_iter().zip(seqs).collect();
+        let parts = shards::split(pairs, self.n(), |(u, _)| u);
+        for (shard, part) in self.shards.iter().zip(parts) {
+            if !part.is_empty() {
+                let (users, seqs) = part.into_iter().unzip();
+                self.tell(shard, Positions { users, seqs });
+            }
+        }
     }
 
     /// Refuses new sessions and starts telling every session to reconnect elsewhere
-    /// (`{"type":"reconnect"}`, then close 1012), spread over time as `policy` says; how
-    /// many sessions there were. [`HubHandle::stats`] shows them leave.
+    /// (`{"type":"reconnect"}`, then close 1012), spread over time as `policy` says (each
+    /// shard takes its share of the rate); how many sessions there were.
+    /// [`HubHandle::stats`] shows them leave.
     pub async fn drain(&self, policy: DrainPolicy) -> usize {
-        self.ask(Drain(policy)).await.unwrap_or(0)
+        let share = shards::drain_share(&policy, self.n());
+        join_all(self.shards.iter().map(|s| self.ask(s, Drain(share))))
+            .await
+            .into_iter()
+            .map(|n| n.unwrap_or(0))
+            .sum()
     }
 
-    /// Sessions, users, draining.
+    /// Sessions, users, draining (summed over shards).
     pub async fn stats(&self) -> Result<HubStats, HubGone> {
-        self.ask(GetStats).await
+        let mut total = HubStats::default();
+        for s in join_all(self.shards.iter().map(|s| self.ask(s, GetStats))).await {
+            let s = s?;
+            total.sessions += s.sessions;
+            total.users += s.users;
+            total.draining |= s.draining;
+        }
+        Ok(total)
     }
 }

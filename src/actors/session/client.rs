@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use actix::prelude::*;
-use actix_ws::{Message, ProtocolError};
+use actix_http::ws::{Message, ProtocolError};
 use tracing::debug;
 
 use super::WsSession;

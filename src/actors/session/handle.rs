@@ -7,6 +7,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use bytestring::ByteString;
 
+use crate::frames::wire::Encoded;
 use crate::frames::{CloseReason, Frame};
 use crate::ids::Seq;
 use crate::metrics::QueueGauge;
@@ -17,8 +18,8 @@ use crate::metrics::QueueGauge;
 pub(super) enum Push {
     /// A message of the session's user, in the user's seq order.
     Message { seq: Seq, frame: Frame },
-    /// A broadcast frame (no seq).
-    Broadcast(ByteString),
+    /// Broadcast frames (no seq), encoded once for every session.
+    Broadcast(Encoded),
     /// The position check: the store's newest seq of the session's user.
     Position(Seq),
     /// Close the session with this reason.
@@ -63,9 +64,9 @@ impl SessionHandle {
         self.offer(Push::Message { seq, frame })
     }
 
-    /// Offers a broadcast frame without waiting.
-    pub fn offer_broadcast(&self, frame: ByteString) -> Offered {
-        self.offer(Push::Broadcast(frame))
+    /// Offers a batch of broadcast frames without waiting.
+    pub fn offer_broadcast(&self, frames: Encoded) -> Offered {
+        self.offer(Push::Broadcast(frames))
     }
 
     /// Tells the session its user's newest stored seq, without waiting (a full mailbox

@@ -1,12 +1,12 @@
-//! A session's inbound side: the WebSocket frame reader over the request's payload, and the
-//! gate that stops it while the outbound queue is full.
+//! A session's inbound side: the WebSocket frame reader over the socket, and the gate that
+//! stops it while the outbound queue is full.
 //!
-//! `actix-ws`'s own stream reads everything the socket has before decoding, so a frame whose
-//! header declares 1 TiB is buffered as fast as the client can send it. This reader decodes
-//! after every chunk: a header declaring more than `max_frame_bytes` is refused before any of
-//! its payload is read, and the buffer never holds more than one chunk plus one frame. While
-//! the gate is shut it neither decodes nor reads, so a client that sends and never reads
-//! waits on its own TCP window instead of growing the session's replies.
+//! The reader decodes after every chunk it reads (at most [`READ_CHUNK`] bytes): a header
+//! declaring more than `max_frame_bytes` is refused before any of its payload is read, and
+//! the buffer never holds more than one chunk plus one frame. It holds nothing between
+//! frames: an idle session keeps no read buffer. While the gate is shut it neither decodes
+//! nor reads, so a client that sends and never reads waits on its own TCP window instead of
+//! growing the session's replies.
 
 use std::cell::Cell;
 use std::io;
@@ -16,10 +16,15 @@ use std::task::{Context, Poll, Waker};
 
 use actix_codec::Decoder;
 use actix_http::ws::{Codec, Frame, Message, ProtocolError};
-use actix_web::dev::Payload;
 use bytes::BytesMut;
 use bytestring::ByteString;
 use futures_util::Stream;
+use tokio::io::{AsyncRead, ReadBuf};
+
+use super::socket::Socket;
+
+/// Most bytes taken from the socket per read.
+pub const READ_CHUNK: usize = 4096;
 
 /// Shared by the reader and the outbound queue: shut while the queue is full.
 #[derive(Default)]
@@ -54,13 +59,13 @@ impl Gate {
 }
 
 /// Client frames, decoded one chunk at a time.
-pub struct Inbound {
-    payload: Payload,
+pub struct Inbound<R = Socket> {
+    source: R,
     buf: BytesMut,
     codec: Codec,
     gate: Rc<Gate>,
     max_frame_bytes: usize,
-    /// The payload ended: nothing more comes.
+    /// The client closed its side: nothing more comes.
     done: bool,
     /// A protocol error was returned: nothing more is read, and the stream does not end
     /// (the session is closing, and ending it would stop the session before the close
@@ -68,11 +73,12 @@ pub struct Inbound {
     failed: bool,
 }
 
-impl Inbound {
-    pub fn new(payload: Payload, max_frame_bytes: usize, gate: Rc<Gate>) -> Self {
+impl<R> Inbound<R> {
+    /// A reader of `source`; `early` holds bytes that arrived with the upgrade request.
+    pub fn new(source: R, early: BytesMut, max_frame_bytes: usize, gate: Rc<Gate>) -> Self {
         Self {
-            payload,
-            buf: BytesMut::new(),
+            source,
+            buf: early,
             codec: Codec::new().max_size(max_frame_bytes),
             gate,
             max_frame_bytes,
@@ -91,6 +97,10 @@ impl Inbound {
         let Some(frame) = self.codec.decode(&mut self.buf)? else {
             return Ok(None);
         };
+        if self.buf.is_empty() {
+            // Let the allocation go with the frame: an idle session holds no buffer.
+            self.buf = BytesMut::new();
+        }
         Ok(Some(match frame {
             Frame::Text(bytes) => ByteString::try_from(bytes)
                 .map(Message::Text)
@@ -116,7 +126,7 @@ fn declared_len(buf: &[u8]) -> Option<u64> {
     }
 }
 
-impl Stream for Inbound {
+impl<R: AsyncRead + Unpin> Stream for Inbound<R> {
     type Item = Result<Message, ProtocolError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -140,13 +150,15 @@ impl Stream for Inbound {
                     return Poll::Ready(Some(Err(e)));
                 }
             }
-            match Pin::new(&mut this.payload).poll_next(cx) {
-                Poll::Ready(Some(Ok(chunk))) => this.buf.extend_from_slice(&chunk),
-                Poll::Ready(Some(Err(e))) => {
+            let mut chunk = [0u8; READ_CHUNK];
+            let mut read = ReadBuf::new(&mut chunk);
+            match Pin::new(&mut this.source).poll_read(cx, &mut read) {
+                Poll::Ready(Ok(())) if read.filled().is_empty() => this.done = true,
+                Poll::Ready(Ok(())) => this.buf.extend_from_slice(read.filled()),
+                Poll::Ready(Err(e)) => {
                     this.failed = true;
-                    return Poll::Ready(Some(Err(ProtocolError::Io(io::Error::other(e)))));
+                    return Poll::Ready(Some(Err(ProtocolError::Io(e))));
                 }
-                Poll::Ready(None) => this.done = true,
                 Poll::Pending => return Poll::Pending,
             }
         }
@@ -159,7 +171,6 @@ mod tests {
     use std::sync::Arc;
 
     use actix_codec::Encoder;
-    use actix_http::error::PayloadError;
     use bytes::Bytes;
     use futures_util::task::noop_waker_ref;
 
@@ -175,16 +186,39 @@ mod tests {
         buf.freeze()
     }
 
-    /// A payload of `chunks`, counting how many were taken.
-    fn payload(chunks: Vec<Bytes>, taken: Arc<AtomicUsize>) -> Payload {
-        let stream = futures_util::stream::iter(chunks.into_iter().map(move |c| {
-            taken.fetch_add(1, Ordering::Relaxed);
-            Ok::<_, PayloadError>(c)
-        }));
-        Payload::from(Box::pin(stream) as actix_http::BoxedPayloadStream)
+    /// A socket delivering `chunks` one per read (each at most [`READ_CHUNK`] bytes), then
+    /// the end of the stream; counts the reads that returned data.
+    struct Chunks {
+        chunks: std::collections::VecDeque<Bytes>,
+        taken: Arc<AtomicUsize>,
     }
 
-    fn poll(inbound: &mut Inbound) -> Poll<Option<Result<Message, ProtocolError>>> {
+    impl AsyncRead for Chunks {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            if let Some(mut c) = self.chunks.pop_front() {
+                let n = c.len().min(buf.remaining());
+                buf.put_slice(&c.split_to(n));
+                if !c.is_empty() {
+                    self.chunks.push_front(c);
+                }
+                self.taken.fetch_add(1, Ordering::Relaxed);
+            }
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn payload(chunks: Vec<Bytes>, taken: Arc<AtomicUsize>) -> Chunks {
+        Chunks {
+            chunks: chunks.into(),
+            taken,
+        }
+    }
+
+    fn poll(inbound: &mut Inbound<Chunks>) -> Poll<Option<Result<Message, ProtocolError>>> {
         let mut cx = Context::from_waker(noop_waker_ref());
         Pin::new(inbound).poll_next(&mut cx)
     }
@@ -211,7 +245,12 @@ mod tests {
         let taken = Arc::new(AtomicUsize::new(0));
         let mut chunks = vec![Bytes::from(header)];
         chunks.extend((0..100).map(|_| Bytes::from(vec![0u8; 64 * 1024])));
-        let mut inbound = Inbound::new(payload(chunks, taken.clone()), 16 * 1024, Rc::default());
+        let mut inbound = Inbound::new(
+            payload(chunks, taken.clone()),
+            BytesMut::new(),
+            16 * 1024,
+            Rc::default(),
+        );
         assert!(matches!(
             poll(&mut inbound),
             Poll::Ready(Some(Err(ProtocolError::Overflow)))
@@ -229,7 +268,12 @@ mod tests {
             Message::Text("three".into()),
         ]);
         let chunks = vec![bytes.slice(..4), bytes.slice(4..)];
-        let mut inbound = Inbound::new(payload(chunks, Arc::default()), 1024, Rc::default());
+        let mut inbound = Inbound::new(
+            payload(chunks, Arc::default()),
+            BytesMut::new(),
+            1024,
+            Rc::default(),
+        );
         let mut got = Vec::new();
         while let Poll::Ready(Some(item)) = poll(&mut inbound) {
             got.push(item.unwrap());
@@ -241,11 +285,62 @@ mod tests {
     }
 
     #[test]
+    fn a_reader_holds_no_buffer_between_frames_but_keeps_a_partial_one() {
+        let bytes = client_frames(vec![
+            Message::Text("one".into()),
+            Message::Text("two".into()),
+        ]);
+        let cut = bytes.len() - 2;
+        let chunks = vec![bytes.slice(..cut), bytes.slice(cut..)];
+        let mut inbound = Inbound::new(
+            payload(chunks, Arc::default()),
+            BytesMut::new(),
+            1024,
+            Rc::default(),
+        );
+        assert!(
+            matches!(poll(&mut inbound), Poll::Ready(Some(Ok(Message::Text(t)))) if t == "one")
+        );
+        assert!(
+            inbound.buf.capacity() > 0,
+            "the second frame's start is kept"
+        );
+        assert!(
+            matches!(poll(&mut inbound), Poll::Ready(Some(Ok(Message::Text(t)))) if t == "two")
+        );
+        assert_eq!(inbound.buf.capacity(), 0, "nothing is held once idle");
+    }
+
+    #[test]
+    fn bytes_that_came_with_the_upgrade_request_are_decoded_first() {
+        let early = client_frames(vec![Message::Text("early".into())]);
+        let later = client_frames(vec![Message::Text("later".into())]);
+        let mut inbound = Inbound::new(
+            payload(vec![later], Arc::default()),
+            BytesMut::from(&early[..]),
+            1024,
+            Rc::default(),
+        );
+        assert!(
+            matches!(poll(&mut inbound), Poll::Ready(Some(Ok(Message::Text(t)))) if t == "early")
+        );
+        assert!(
+            matches!(poll(&mut inbound), Poll::Ready(Some(Ok(Message::Text(t)))) if t == "later")
+        );
+        assert!(matches!(poll(&mut inbound), Poll::Ready(None)));
+    }
+
+    #[test]
     fn a_shut_gate_stops_decoding_and_reading_until_it_opens() {
         let bytes = client_frames(vec![Message::Text("a".into()), Message::Text("b".into())]);
         let taken = Arc::new(AtomicUsize::new(0));
         let gate = Rc::new(Gate::default());
-        let mut inbound = Inbound::new(payload(vec![bytes], taken.clone()), 1024, gate.clone());
+        let mut inbound = Inbound::new(
+            payload(vec![bytes], taken.clone()),
+            BytesMut::new(),
+            1024,
+            gate.clone(),
+        );
         assert!(matches!(
             poll(&mut inbound),
             Poll::Ready(Some(Ok(Message::Text(_))))
@@ -266,6 +361,7 @@ mod tests {
         raw[0] = 0x81;
         let mut inbound = Inbound::new(
             payload(vec![Bytes::from(raw)], Arc::default()),
+            BytesMut::new(),
             1024,
             Rc::default(),
         );

@@ -17,13 +17,15 @@ mod handle;
 mod inbound;
 pub mod order;
 pub mod outbound;
+mod socket;
 
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use actix_web::dev::Payload;
+use actix_rt::net::TcpStream;
+use bytes::BytesMut;
 use bytestring::ByteString;
 use tracing::{debug, info};
 
@@ -32,6 +34,7 @@ pub use self::handle::{Offered, SessionHandle};
 use self::inbound::{Gate, Inbound};
 use self::order::{Action, Limits, Order, ReadFrom};
 use self::outbound::{Budget, Out, Outbound, Writer};
+use self::socket::Socket;
 use super::cursors::CursorsHandle;
 use super::hub::HubHandle;
 use crate::auth::Authenticator;
@@ -101,16 +104,17 @@ pub struct WsSession {
 }
 
 impl WsSession {
-    /// Starts the session actor of an upgraded connection: `payload` is the request's
-    /// body (the client's frames), `sink` the response side.
-    pub fn start(
-        opening: Opening,
-        deps: Arc<SessionDeps>,
-        sink: actix_ws::Session,
-        payload: Payload,
-    ) {
+    /// Starts the session actor of an upgraded connection (the `101` answer is written);
+    /// `early` holds what the client sent after its request.
+    pub fn start(opening: Opening, deps: Arc<SessionDeps>, stream: TcpStream, early: BytesMut) {
+        let socket = Socket::new(stream);
         let gate = Rc::new(Gate::default());
-        let inbound = Inbound::new(payload, deps.cfg.max_frame_bytes, gate.clone());
+        let inbound = Inbound::new(
+            socket.clone(),
+            early,
+            deps.cfg.max_frame_bytes,
+            gate.clone(),
+        );
         let budget = Budget {
             frames: deps.cfg.outbound_queue,
             bytes: deps.cfg.outbound_bytes,
@@ -122,7 +126,7 @@ impl WsSession {
             opening.device.shared(),
             now_ms(),
         );
-        let out = Outbound::new(sink, budget, gate, gauge.clone(), deps.counters.clone());
+        let out = Outbound::new(socket, budget, gate, gauge.clone(), deps.counters.clone());
         WsSession::create(move |ctx| {
             ctx.add_stream(inbound);
             Self {
@@ -383,9 +387,9 @@ impl WsSession {
                 }
                 self.act(actions, ctx);
             }
-            Push::Broadcast(frame) => {
-                Counters::add(&self.deps.counters.delivered, 1);
-                self.text(frame);
+            Push::Broadcast(frames) => {
+                Counters::add(&self.deps.counters.delivered, u64::from(frames.frames));
+                self.out.push(Out::Encoded(frames));
             }
             Push::Close(reason) => self.close(reason, ctx),
             Push::Restart(notice) => self.close_after(Some(notice), CloseReason::Restart, ctx),

@@ -1,5 +1,5 @@
 //! A session's outbound side: the queue of frames waiting for the socket, its budget, and
-//! the writer that drains it into the `actix-ws` sink as fast as the socket takes them.
+//! the writer that drains it into the socket as fast as the socket takes them.
 //!
 //! Every frame counts against one budget of frames (`session.outbound_queue`) and bytes
 //! (`session.outbound_bytes`): live and replayed messages, broadcasts, error replies. A
@@ -10,23 +10,30 @@
 //! `{"type":"ping"}` while a `{"type":"pong"}` is queued adds nothing.
 //!
 //! The writer is polled inside the session actor's own task (no second task, no lock), and
-//! parks its waker here while there is nothing to write. Closing drops whatever is queued and
-//! writes the close frame next.
+//! parks its waker here while there is nothing to write. Each time it runs it encodes every
+//! queued frame (up to [`WRITE_CHUNK`] bytes) into one per-thread scratch buffer and hands
+//! them to the socket in one write, so frames that arrived together leave together; only
+//! bytes the socket did not take are copied into the session's own buffer, which is
+//! released once they are out. Closing drops whatever is queued and writes the close frame
+//! next, then ends the sending side of the socket.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use actix_ws::Message;
-use bytes::Bytes;
+use actix_codec::Encoder;
+use actix_http::ws::{Codec, Message};
+use bytes::{Buf, Bytes, BytesMut};
 use bytestring::ByteString;
-use futures_util::Sink;
 
 use super::inbound::Gate;
+use super::socket::Socket;
 use super::WsSession;
 use crate::clock::now_ms;
+use crate::frames::wire::Encoded;
 use crate::frames::{self, CloseReason, Frame};
 use crate::metrics::{Counters, QueueGauge, Stage};
 
@@ -35,6 +42,8 @@ pub enum Out {
     Text(ByteString),
     /// A message frame of the session's user (spliced when written).
     Message(Frame),
+    /// Frames encoded once for many sessions (a broadcast batch), written as they are.
+    Encoded(Encoded),
     /// `{"type":"pong"}`, in order with the other replies.
     JsonPong,
     Ping,
@@ -46,6 +55,7 @@ impl Out {
         match self {
             Out::Text(t) => t.len(),
             Out::Message(f) => f.len(),
+            Out::Encoded(e) => e.bytes.len(),
             Out::JsonPong | Out::Ping | Out::Close(_) => 0,
         }
     }
@@ -58,9 +68,22 @@ pub struct Budget {
     pub bytes: usize,
 }
 
-/// The queue and the sink it drains into.
+/// Most bytes encoded for one write.
+pub const WRITE_CHUNK: usize = 64 * 1024;
+
+thread_local! {
+    /// Where frames are encoded before a write; shared by the sessions of a thread (a
+    /// session only keeps the bytes its socket did not take).
+    static SCRATCH: RefCell<BytesMut> = RefCell::new(BytesMut::with_capacity(WRITE_CHUNK));
+}
+
+/// The queue and the socket it drains into.
 pub struct Outbound {
-    sink: actix_ws::Session,
+    socket: Socket,
+    /// Encoded bytes the socket has not taken yet (empty, unallocated, most of the time).
+    unsent: BytesMut,
+    /// The close frame is among the bytes written or in `unsent`.
+    close_encoded: bool,
     queue: VecDeque<Out>,
     /// Bytes of the queued frames.
     bytes: usize,
@@ -81,6 +104,12 @@ pub struct Outbound {
     counters: Arc<Counters>,
 }
 
+/// What the writer puts on the socket next.
+enum Wire {
+    Frame(Message),
+    Encoded(Bytes),
+}
+
 /// Why the writer stopped.
 pub enum Finished {
     /// The close frame was written.
@@ -91,14 +120,16 @@ pub enum Finished {
 
 impl Outbound {
     pub fn new(
-        sink: actix_ws::Session,
+        socket: Socket,
         budget: Budget,
         gate: Rc<Gate>,
         gauge: Arc<QueueGauge>,
         counters: Arc<Counters>,
     ) -> Self {
         Self {
-            sink,
+            socket,
+            unsent: BytesMut::new(),
+            close_encoded: false,
             queue: VecDeque::new(),
             bytes: 0,
             budget,
@@ -157,7 +188,8 @@ impl Outbound {
     /// Owes a pong for the latest client ping (replacing one not yet written).
     pub fn push_pong(&mut self, payload: Bytes) {
         if !self.closing {
-            self.pong = Some(payload);
+            // A control frame carries at most 125 bytes (RFC 6455 5.5).
+            self.pong = Some(payload.slice(..payload.len().min(125)));
             self.wake();
         }
     }
@@ -194,9 +226,9 @@ impl Outbound {
     }
 
     /// The next frame to write: owed pongs first, then the queue.
-    fn next_frame(&mut self) -> Option<(Message, bool)> {
+    fn next_frame(&mut self) -> Option<(Wire, bool)> {
         if let Some(p) = self.pong.take() {
-            return Some((Message::Pong(p), false));
+            return Some((Wire::Frame(Message::Pong(p)), false));
         }
         let out = self.queue.pop_front()?;
         self.bytes -= out.bytes();
@@ -208,36 +240,80 @@ impl Outbound {
             self.gate.open();
         }
         Some(match out {
-            Out::Text(t) => (Message::Text(t), false),
+            Out::Encoded(e) => (Wire::Encoded(e.bytes), false),
+            Out::Text(t) => (Wire::Frame(Message::Text(t)), false),
             Out::Message(f) => {
                 if let Some(at) = f.arrived_us() {
                     self.counters.stage(Stage::Socket, at);
                 }
-                (Message::Text(f.to_text()), false)
+                (Wire::Frame(Message::Text(f.to_text())), false)
             }
             Out::JsonPong => {
                 self.json_pong = false;
-                (Message::Text(frames::pong()), false)
+                (Wire::Frame(Message::Text(frames::pong())), false)
             }
-            Out::Ping => (Message::Ping(Bytes::new()), false),
+            Out::Ping => (Wire::Frame(Message::Ping(Bytes::new())), false),
             Out::Close(r) => (
-                Message::Close(Some(actix_ws::CloseReason {
+                Wire::Frame(Message::Close(Some(actix_http::ws::CloseReason {
                     code: r.code().into(),
                     description: Some(r.text().into()),
-                })),
+                }))),
                 true,
             ),
         })
     }
 
     fn has_frame(&self) -> bool {
-        self.pong.is_some() || !self.queue.is_empty()
+        !self.close_encoded && (self.pong.is_some() || !self.queue.is_empty())
+    }
+
+    /// Encodes queued frames into `buf`, up to [`WRITE_CHUNK`] bytes or the close frame.
+    fn encode(&mut self, buf: &mut BytesMut) {
+        let mut codec = Codec::new();
+        while buf.len() < WRITE_CHUNK && self.has_frame() {
+            // unwrap: has_frame was checked
+            let (wire, last) = self.next_frame().unwrap();
+            match wire {
+                // Server frames are never masked and every message kind encodes: it cannot
+                // fail.
+                Wire::Frame(msg) => {
+                    let _ = codec.encode(msg, buf);
+                }
+                Wire::Encoded(bytes) => buf.extend_from_slice(&bytes),
+            }
+            if last {
+                self.close_encoded = true;
+            }
+        }
+    }
+
+    /// Writes what `unsent` holds; ready once it is all out.
+    fn flush_unsent(&mut self, task: &mut Context<'_>) -> Poll<Result<(), Finished>> {
+        while !self.unsent.is_empty() {
+            match self.socket.poll_write(task, &self.unsent) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(Err(Finished::Broken)),
+                Poll::Ready(Ok(n)) => self.unsent.advance(n),
+            }
+        }
+        // Let the allocation go: an idle session keeps no write buffer.
+        self.unsent = BytesMut::new();
+        Poll::Ready(Ok(()))
     }
 
     /// Writes frames until the socket pushes back or nothing is left; ready once the close
-    /// frame was written or the socket broke.
+    /// frame was written (and the sending side ended) or the socket broke.
     pub fn poll_write(&mut self, task: &mut Context<'_>) -> Poll<Finished> {
         loop {
+            match self.flush_unsent(task) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(f)) => return Poll::Ready(f),
+                Poll::Ready(Ok(())) => {}
+            }
+            if self.close_encoded {
+                self.socket.shutdown_write();
+                return Poll::Ready(Finished::Closed);
+            }
             if !self.has_frame() {
                 match &self.waker {
                     Some(w) if w.will_wake(task.waker()) => {}
@@ -245,25 +321,32 @@ impl Outbound {
                 }
                 return Poll::Pending;
             }
-            match Pin::new(&mut self.sink).poll_ready(task) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Err(_)) => return Poll::Ready(Finished::Broken),
-                Poll::Ready(Ok(())) => {}
-            }
-            // unwrap: has_frame was checked above
-            let (msg, last) = self.next_frame().unwrap();
-            if Pin::new(&mut self.sink).start_send(msg).is_err() {
-                return Poll::Ready(Finished::Broken);
-            }
-            if last {
-                return Poll::Ready(Finished::Closed);
+            let written = SCRATCH.with(|scratch| {
+                let mut buf = scratch.borrow_mut();
+                buf.clear();
+                self.encode(&mut buf);
+                match self.socket.poll_write(task, &buf) {
+                    Poll::Ready(Ok(0) | Err(_)) => Err(Finished::Broken),
+                    Poll::Ready(Ok(n)) => {
+                        self.unsent.extend_from_slice(&buf[n..]);
+                        Ok(())
+                    }
+                    Poll::Pending => {
+                        self.unsent.extend_from_slice(&buf);
+                        Ok(())
+                    }
+                }
+            });
+            if let Err(f) = written {
+                return Poll::Ready(f);
             }
         }
     }
 }
 
 /// Drives [`Outbound::poll_write`] inside the session's own task (no extra task per
-/// socket); stops the actor once the close frame is out or the socket broke.
+/// socket). Once the close frame is out the reader goes on until the client closes its side
+/// (or the close grace period ends); a broken socket stops the actor at once.
 pub(super) struct Writer;
 
 impl actix::ActorFuture<WsSession> for Writer {
@@ -278,7 +361,8 @@ impl actix::ActorFuture<WsSession> for Writer {
         use actix::ActorContext;
         match act.out.poll_write(task) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(Finished::Closed | Finished::Broken) => {
+            Poll::Ready(Finished::Closed) => Poll::Ready(()),
+            Poll::Ready(Finished::Broken) => {
                 ctx.stop();
                 Poll::Ready(())
             }
