@@ -125,8 +125,8 @@ async fn frames_sent_with_the_upgrade_request_are_answered_after_the_welcome() {
     let mut sock = TcpStream::connect(node.addr).await.unwrap();
     // The request and the client's first frame leave in one write: the frame arrives in the
     // same read as the request and must not be lost with the HTTP buffers.
-    let mut bytes = upgrade_request(&format!("/ws?token={}", node.token("early", 3600)))
-        .into_bytes();
+    let mut bytes =
+        upgrade_request(&format!("/ws?token={}", node.token("early", 3600))).into_bytes();
     bytes.extend_from_slice(&client_text(r#"{"type":"ping"}"#));
     sock.write_all(&bytes).await.unwrap();
     let (head, mut rest) = read_head(&mut sock).await;

@@ -6,6 +6,8 @@
 //! consumer and dropped from the registry, so a stuck client never makes the hub queue
 //! without bound.
 
+mod broadcast;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,11 +15,11 @@ use std::time::Duration;
 use actix::prelude::*;
 use tracing::{debug, warn};
 
-use super::batch::{Batch, Next};
+use super::batch::Batch;
 use super::drain::{Spread, DRAIN_TICK};
 use super::{
-    Broadcast, Deliver, DevicePresence, Drain, GetStats, HubStats, Join, Leave, LocalUsers,
-    Positions, Presence, Rebind, RebindAll, BINDING_FLUSH,
+    Deliver, DevicePresence, Drain, GetStats, HubStats, Join, Leave, LocalUsers, Positions,
+    Presence, Rebind, RebindAll, BINDING_FLUSH,
 };
 use crate::actors::session::{Offered, SessionHandle};
 use crate::bindings::Bindings;
@@ -302,55 +304,6 @@ impl Handler<RebindAll> for Hub {
         let c = self.counters.clone();
         let _timed = c.handling(ActorKind::Hub);
         self.to_bind.extend(self.users.keys().cloned());
-    }
-}
-
-impl Handler<Broadcast> for Hub {
-    type Result = ();
-
-    fn handle(&mut self, msg: Broadcast, ctx: &mut Self::Context) {
-        let c = self.counters.clone();
-        let _timed = c.handling(ActorKind::Hub);
-        Counters::sub(&self.counters.hub_backlog, msg.weight);
-        match self.batch.add(msg.frame) {
-            Next::FlushNow => self.flush_broadcasts(),
-            Next::FlushIn(delay) => {
-                ctx.run_later(delay, |hub, _| hub.flush_broadcasts());
-            }
-            Next::Wait => {}
-        }
-    }
-}
-
-impl Hub {
-    /// Offers the waiting broadcast frames, encoded once, to every local session.
-    fn flush_broadcasts(&mut self) {
-        let Some(frames) = self.batch.take() else {
-            return;
-        };
-        let counters = &self.counters;
-        let mut dropped = 0;
-        let mut emptied = Vec::new();
-        for (user, members) in self.users.iter_mut() {
-            let before = members.len();
-            members.retain(|m| {
-                let offered = m.handle.offer_broadcast(frames.clone());
-                Hub::kept(m, offered, counters)
-            });
-            if members.len() < before {
-                dropped += before - members.len();
-                counters.users_by_sessions.moved(before, members.len());
-            }
-            if members.is_empty() {
-                emptied.push(user.clone());
-            }
-        }
-        self.sessions -= dropped;
-        for u in emptied {
-            self.users.remove(&u);
-            self.pushed.remove(&u);
-            self.to_unbind.push(u);
-        }
     }
 }
 
