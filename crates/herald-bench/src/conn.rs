@@ -44,6 +44,8 @@ pub struct Latencies {
     pub total: Histogram,
     /// Send to the server's `ts` (when it stored the message).
     pub stored: Histogram,
+    /// TCP connect to the `101` answer: how long each opened connection's handshake took.
+    pub handshake: Histogram,
 }
 
 /// Counters and results shared by the connection tasks of this worker.
@@ -241,11 +243,17 @@ pub async fn connection(
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0);
+    let started = std::time::Instant::now();
     let opened =
         tokio::time::timeout(c.handshake_timeout, open(c.url, c.target, c.source, config)).await;
     drop(permit);
     let mut ws = match opened {
-        Ok(Ok(ws)) => ws,
+        Ok(Ok(ws)) => {
+            let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            // unwrap: see Shared::connect_failed
+            shared.latency.lock().unwrap().handshake.record(took);
+            ws
+        }
         Ok(Err((reason, detail))) => {
             shared.connect_failed(c.user, &reason, &detail);
             shared.live_tasks.fetch_sub(1, Relaxed);

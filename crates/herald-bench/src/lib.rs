@@ -68,6 +68,8 @@
 //! - memory: `rss_before_bytes`, `rss_after_bytes`, `rss_per_conn_bytes`,
 //!   `rss_per_conn_kb` (server, (after - before) / connected; only meaningful against a
 //!   freshly started server, since freed memory is reused), `client_rss_per_conn_kb`;
+//! - handshakes: `handshake_ms` (TCP connect -> `101`, every opened connection; a SYN
+//!   retry after an accept-queue overflow shows as ~1 s), as `{count,p50,p90,p99,p999,max,mean}`;
 //! - publish: `messages`, `rate_offered`, `publish_secs`, `publish_rate` (accepted/s),
 //!   `accepted`, `rejected`, `publish_failed`, `unsent`, `http_status`, `publish_errors`;
 //! - delivery: `open_at_publish`, `expected`, `received`, `loss` (expected - received),

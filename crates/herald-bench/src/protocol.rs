@@ -72,6 +72,8 @@ pub struct WorkerSummary {
     pub latency: Histogram,
     /// Send-to-stored latency (the frame's `ts`, millisecond resolution), microseconds.
     pub stored_latency: Histogram,
+    /// TCP connect to `101` of every connection the worker opened, microseconds.
+    pub handshake: Histogram,
     /// How late the worker's 10 ms timer fired after the connect phase, microseconds: when
     /// this is large the bench itself was short of CPU.
     pub loop_lag: Histogram,

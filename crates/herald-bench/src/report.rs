@@ -114,6 +114,9 @@ pub struct Report {
     pub latency_ms: LatencyMs,
     /// Send to the server's stored `ts` (ms resolution): the ingest share of the latency.
     pub stored_latency_ms: LatencyMs,
+    /// TCP connect to the `101` answer, over every opened connection: the handshake time
+    /// under `--connect-concurrency` handshakes in flight (SYN retries show as ~1 s).
+    pub handshake_ms: LatencyMs,
     /// Scheduling delay of the workers' event loops after connecting; large values mean
     /// the bench itself was short of CPU and latency figures are inflated by it.
     pub worker_loop_lag_ms: LatencyMs,
@@ -150,6 +153,7 @@ pub fn merge_summaries(report: &mut Report, workers: &[Worker], first_send_us: u
     let mut latency = Histogram::new();
     let mut stored = Histogram::new();
     let mut lag = Histogram::new();
+    let mut handshake = Histogram::new();
     let mut last_recv_us = 0;
     let mut client_rss = 0;
     for w in workers {
@@ -169,6 +173,7 @@ pub fn merge_summaries(report: &mut Report, workers: &[Worker], first_send_us: u
         latency.merge(&s.latency);
         stored.merge(&s.stored_latency);
         lag.merge(&s.loop_lag);
+        handshake.merge(&s.handshake);
     }
     // Includes the connections of a worker that never started or crashed.
     report.connect_failed = report.conns.saturating_sub(report.connected);
@@ -186,6 +191,7 @@ pub fn merge_summaries(report: &mut Report, workers: &[Worker], first_send_us: u
     report.latency_ms = LatencyMs::from(&latency);
     report.stored_latency_ms = LatencyMs::from(&stored);
     report.worker_loop_lag_ms = LatencyMs::from(&lag);
+    report.handshake_ms = LatencyMs::from(&handshake);
     report.worker_cpu_secs = r3(report.worker_cpu_secs);
     if let Some(cpu) = report.server_cpu_publish_secs {
         let us = cpu * 1e6;

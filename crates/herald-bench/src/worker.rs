@@ -247,6 +247,7 @@ fn summarize(
         cpu_secs: cpu_secs("self").unwrap_or(0.0),
         latency: latency.total,
         stored_latency: latency.stored,
+        handshake: latency.handshake,
         loop_lag: loop_lag.lock().unwrap().clone(),
     }
 }
