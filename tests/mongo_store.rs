@@ -281,6 +281,59 @@ async fn counter_behind_its_stored_messages_fails_one_append_and_is_repaired() {
 }
 
 #[actix_rt::test]
+async fn counter_moved_by_another_node_between_read_and_reservation_costs_one_more_round() {
+    let fx = Fixture::new("race");
+    let other = fx.store().await;
+    other
+        .append(vec![msg(&["alice", "bob"], None, 600, "1")])
+        .await
+        .unwrap();
+    let (mut store, seen) = fx.watched_store().await;
+    // Right after this node read the counters, the other node takes alice's seq 2.
+    let other = std::sync::Arc::new(other);
+    let raced = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    store.set_after_counters(std::sync::Arc::new(move |u| {
+        let (other, raced) = (other.clone(), raced.clone());
+        Box::pin(async move {
+            if u.as_str() == "alice" && !raced.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                let a = other
+                    .append(vec![msg(&["alice"], None, 600, "2")])
+                    .await
+                    .unwrap();
+                assert_eq!(a[0].deliveries[0].seq, 2);
+            }
+        })
+    }));
+    let out = store
+        .append(vec![msg(&["alice", "bob", "carol"], None, 600, "3")])
+        .await
+        .unwrap();
+    let got: Vec<(String, u64)> = out[0]
+        .deliveries
+        .iter()
+        .map(|d| (d.user.to_string(), d.seq))
+        .collect();
+    assert_eq!(
+        got,
+        [("alice".into(), 3), ("bob".into(), 2), ("carol".into(), 1)],
+        "alice's block follows the other node's; bob and carol (new) won the first round"
+    );
+    assert_eq!(
+        count(&seen, "update", "counters"),
+        2,
+        "alice alone needed a second round"
+    );
+    assert_eq!(count(&seen, "findAndModify", "counters"), 0);
+    let p = store.read(&user("alice"), 0, 10).await.unwrap();
+    assert_eq!(
+        (seqs(&p), p.last_seq),
+        (vec![1, 2, 3], 3),
+        "no seq twice, no gap"
+    );
+    fx.finish().await;
+}
+
+#[actix_rt::test]
 async fn broadcasts_are_pushed_once_per_idempotency_key_and_only_keyed_ones_leave_a_marker() {
     let fx = Fixture::new("cast");
     let store = fx.store().await;
@@ -321,7 +374,7 @@ async fn broadcasts_are_pushed_once_per_idempotency_key_and_only_keyed_ones_leav
 }
 
 #[actix_rt::test]
-async fn batch_of_1000_messages_is_one_insert_command() {
+async fn batch_of_1000_messages_to_100_users_is_one_insert_and_one_seq_round() {
     let fx = Fixture::new("bulk");
     let (store, seen) = fx.watched_store().await;
     let users: Vec<String> = (0..100).map(|i| format!("user{i}")).collect();
@@ -338,7 +391,7 @@ async fn batch_of_1000_messages_is_one_insert_command() {
             })
             .collect()
     };
-    // The users' first messages also create their counters.
+    // The users' first messages also create their counters (10 seqs each).
     store.append(batch(0)).await.unwrap();
     seen.lock().unwrap().clear();
     let started = Instant::now();
@@ -347,13 +400,25 @@ async fn batch_of_1000_messages_is_one_insert_command() {
     assert_eq!(out.len(), 1000);
     let insert = count(&seen, "insert", "messages");
     assert_eq!(insert, 1, "one insert for the whole batch");
-    let reserve = count(&seen, "findAndModify", "counters");
-    assert_eq!(reserve, 100, "one seq block per distinct user");
     assert_eq!(
-        seen.lock().unwrap().values().sum::<u64>(),
-        101,
-        "nothing else"
+        count(&seen, "find", "counters"),
+        1,
+        "one read of the 100 counters"
     );
+    assert_eq!(
+        count(&seen, "update", "counters"),
+        1,
+        "one compare-and-set command for the 100 users' seq blocks"
+    );
+    let all = seen.lock().unwrap().clone();
+    assert_eq!(all.values().sum::<u64>(), 3, "nothing else: {all:?}");
+    let mut next: HashMap<String, u64> = HashMap::new();
+    for a in &out {
+        let d = &a.deliveries[0];
+        let want = next.entry(d.user.to_string()).or_insert(11);
+        assert_eq!(d.seq, *want, "each user's seqs follow on, in batch order");
+        *want += 1;
+    }
     println!(
         "1000-message batch (100 users): {took:?}, {:.0} msg/s",
         1000.0 / took.as_secs_f64()

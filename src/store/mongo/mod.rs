@@ -1,6 +1,7 @@
 //! MongoDB message store: the cluster backend of [`MessageStore`], through the official
 //! `mongodb` driver. Any number of nodes may write at once; per-user seqs come from one
-//! atomic counter per user, and every write an append's answer depends on waits for the
+//! counter document per user, moved for every user of a batch in one command by
+//! compare-and-set (`seqs.rs`), and every write an append's answer depends on waits for the
 //! configured write concern.
 //!
 //! # Collections and indexes
@@ -34,24 +35,25 @@
 //! # Seq gaps
 //!
 //! A user's seqs strictly increase but may skip a number: a seq block whose insert then
-//! failed (the append answered 503), a counter increment retried after a lost reply, or
+//! failed (the append answered 503), a counter move retried after a lost reply, or
 //! two appends of one idempotency key racing (the copy stored second is dropped). A read
 //! stops before a missing seq while it may still be stored, and reads past it after that
 //! (see `read.rs`).
 //!
 //! The write path and its idempotency scheme are described in `append.rs` (claims in
-//! `claims.rs`), the read path and how it treats a seq still on its way in `read.rs`, the
-//! lookup of one message's copies by id in `locate.rs`.
+//! `claims.rs`; seq reservation, and why it is a compare-and-set, in `seqs.rs`), the read
+//! path and how it treats a seq still on its way in `read.rs`, the lookup of one message's
+//! copies by id in `locate.rs`.
 
 mod append;
 mod claims;
 mod copies;
-
 mod cursors;
 mod error;
 mod locate;
 mod read;
 mod retention;
+mod seqs;
 
 use std::future::{Future, IntoFuture};
 use std::time::Duration;
@@ -97,6 +99,8 @@ pub struct MongoStore {
     trimmer: Trimmer,
     /// Test hook run between a page's query and its verdict (see [`AfterFind`]).
     after_find: Option<AfterFind>,
+    /// Test hook run between a seq round's counter read and its compare-and-set.
+    after_counters: Option<AfterFind>,
 }
 
 /// A hook a test installs to act (say, store a racing copy) right after a page's query
@@ -168,6 +172,7 @@ impl MongoStore {
             idempotency_window_ms: cfg.idempotency_window_s.saturating_mul(1000),
             op_timeout,
             after_find: None,
+            after_counters: None,
         };
         store.ensure_indexes().await?;
         Ok(store)
@@ -177,6 +182,13 @@ impl MongoStore {
     #[doc(hidden)]
     pub fn set_after_find(&mut self, hook: AfterFind) {
         self.after_find = Some(hook);
+    }
+
+    /// Installs a hook run, for each user, after a seq round read the counters and before
+    /// it moves them (tests make racing reservations with it).
+    #[doc(hidden)]
+    pub fn set_after_counters(&mut self, hook: AfterFind) {
+        self.after_counters = Some(hook);
     }
 
     async fn after_find(&self, user: &UserId) {

@@ -67,6 +67,9 @@ impl MongoStore {
             self.counters
                 .find(doc! {"_id": {"$in": &ids}})
                 .projection(doc! {"seq": 1})
+                // At most one document per id: with the limit reached the server closes the
+                // cursor in its first reply, so no `getMore` follows.
+                .limit(i64::try_from(ids.len()).unwrap_or(i64::MAX))
                 .batch_size(u32::try_from(ids.len()).unwrap_or(u32::MAX))
                 .await?
                 .try_collect()
