@@ -1,10 +1,8 @@
 //! The MongoDB store's failures, which of them are worth retrying, and their one mapping
 //! into [`StoreError`]. Driver text goes into the log line only; callers answer 503.
 
-use mongodb::bson::{Bson, Document};
 use mongodb::error::{Error as DriverError, ErrorKind, RETRYABLE_ERROR, RETRYABLE_WRITE_ERROR};
 
-use super::AsRawOrDoc;
 use crate::store::StoreError;
 
 /// MongoDB's duplicate key error code.
@@ -105,83 +103,5 @@ pub fn is_duplicate_key(e: &DriverError) -> bool {
         ErrorKind::Command(c) => c.code == DUPLICATE_KEY,
         ErrorKind::Write(mongodb::error::WriteFailure::WriteError(w)) => w.code == DUPLICATE_KEY,
         _ => false,
-    }
-}
-
-/// Indices of the statements a raw write command's reply refused as duplicate keys (for
-/// an upsert whose query did not match: its insert collided); any other write error, or a
-/// write concern error, is the error.
-pub fn duplicate_statements(op: &'static str, reply: &Document) -> Result<Vec<usize>, MongoError> {
-    if let Ok(wce) = reply.get_document("writeConcernError") {
-        return Err(write_error(op, wce));
-    }
-    let Some(errors) = reply.get("writeErrors") else {
-        return Ok(Vec::new());
-    };
-    let Bson::Array(errors) = errors else {
-        return Err(MongoError::reply(op, "writeErrors is not an array"));
-    };
-    let mut dups = Vec::with_capacity(errors.len());
-    for e in errors {
-        let e = e
-            .as_document()
-            .ok_or_else(|| MongoError::reply(op, "a write error is not a document"))?;
-        let code = AsRawOrDoc::number(e, "code");
-        let index = AsRawOrDoc::number(e, "index").and_then(|i| usize::try_from(i).ok());
-        match (code, index) {
-            (Some(c), Some(i)) if c == i64::from(DUPLICATE_KEY) => dups.push(i),
-            _ => return Err(write_error(op, e)),
-        }
-    }
-    Ok(dups)
-}
-
-fn write_error(op: &'static str, e: &Document) -> MongoError {
-    MongoError::Write {
-        op,
-        code: AsRawOrDoc::number(e, "code").map_or(-1, |c| c as i32),
-        message: e.get_str("errmsg").unwrap_or_default().to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use mongodb::bson::doc;
-
-    use super::*;
-
-    #[test]
-    fn duplicate_keys_in_the_reply_are_the_duplicate_statements() {
-        let reply = doc! {
-            "ok": 1.0, "n": 3,
-            "writeErrors": [
-                {"index": 1, "code": 11000, "errmsg": "E11000 duplicate key"},
-                {"index": 4_i64, "code": 11000, "errmsg": "E11000 duplicate key"},
-            ],
-        };
-        assert_eq!(duplicate_statements("t", &reply).unwrap(), [1, 4]);
-        assert!(duplicate_statements("t", &doc! {"ok": 1.0, "n": 2})
-            .unwrap()
-            .is_empty());
-    }
-
-    #[test]
-    fn any_other_write_error_or_a_write_concern_error_is_an_error() {
-        let other = doc! {
-            "ok": 1.0,
-            "writeErrors": [
-                {"index": 0, "code": 11000, "errmsg": "dup"},
-                {"index": 1, "code": 2, "errmsg": "bad value"},
-            ],
-        };
-        assert!(matches!(
-            duplicate_statements("t", &other),
-            Err(MongoError::Write { code: 2, .. })
-        ));
-        let wce = doc! {"ok": 1.0, "writeConcernError": {"code": 64, "errmsg": "timeout"}};
-        assert!(matches!(
-            duplicate_statements("t", &wce),
-            Err(MongoError::Write { code: 64, .. })
-        ));
     }
 }

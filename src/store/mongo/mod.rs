@@ -52,6 +52,7 @@ mod cursors;
 mod error;
 mod locate;
 mod read;
+mod reservation;
 mod retention;
 mod seqs;
 
