@@ -7,10 +7,10 @@
 //!    (the first append failed after claiming, or still runs) → this append *completes* it
 //!    under the first id and ts; past its window → deleted and claimed again.
 //! 2. **Seqs** (`seqs.rs`): a block of `n` seqs per distinct user, in batch order, for all
-//!    of the batch's users in two round trips: one `find` of their counters, then one
-//!    `update` moving each counter from the value read to `value + n` only if it still
-//!    holds it (compare-and-set). A user another node reserved for in between loses its
-//!    statement and goes round again; a user's first message creates its counter. A
+//!    of the batch's users in two round trips: one `update` whose multi-document
+//!    statements move every counter by its `n` and log the block's last seq under this
+//!    round's random tag in the same atomic document update, then one `find` reading the
+//!    tagged entries back. A user's first message creates its counter (an `insert`). A
 //!    completion first reads which copies the earlier append stored; only the missing ones
 //!    get seqs.
 //! 3. **Messages** (`copies.rs`): one `insert_many` (unordered) of every user copy of the
