@@ -6,10 +6,13 @@
 //!    decides the message: `done` → answered as a duplicate with the first id; `pending`
 //!    (the first append failed after claiming, or still runs) → this append *completes* it
 //!    under the first id and ts; past its window → deleted and claimed again.
-//! 2. **Seqs**: one `findAndModify {$inc: {seq: n}, $max: {at: now}}` per distinct user, at most 16 at a
-//!    time, reserving a block of `n` seqs in batch order (a user's very first message also
-//!    inserts its counter). A completion first reads which copies the earlier append
-//!    stored; only the missing ones get seqs.
+//! 2. **Seqs** (`seqs.rs`): a block of `n` seqs per distinct user, in batch order, for all
+//!    of the batch's users in two round trips: one `update` whose multi-document
+//!    statements move every counter by its `n` and log the block's last seq under this
+//!    round's random tag in the same atomic document update, then one `find` reading the
+//!    tagged entries back. A user's first message creates its counter (an `insert`). A
+//!    completion first reads which copies the earlier append stored; only the missing ones
+//!    get seqs.
 //! 3. **Messages** (`copies.rs`): one `insert_many` (unordered) of every user copy of the
 //!    batch, plus one of its broadcast markers. A copy's `_id` is `"<message id>:<user>"`, so storing a message a
 //!    second time (a retried call, or a completion racing the first append) hits a
@@ -31,20 +34,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bytestring::ByteString;
-use futures_util::{StreamExt, TryStreamExt};
-use mongodb::bson::doc;
-use mongodb::options::ReturnDocument;
-
-use super::error::{is_duplicate_key, MongoError};
-use super::{call, seq_field, to_i64, MongoStore};
+use super::error::MongoError;
+use super::{seq_field, MongoStore};
 use crate::clock::now_ms;
 use crate::frames::Frame;
 use crate::ids::{Seq, UserId};
 use crate::store::{new_message_id, Accepted, Delivery, NewMessage, Target};
-
-/// Counter increments in flight at once for one batch.
-const COUNTER_CONCURRENCY: usize = 16;
+use bytestring::ByteString;
 
 /// What becomes of one message of the batch.
 pub(super) enum Fate {
@@ -173,74 +169,6 @@ impl MongoStore {
             }
         }
         Ok(())
-    }
-
-    /// Step 2: reserves a block of seqs per distinct user; user -> (first seq, count).
-    async fn reserve_seqs(
-        &self,
-        batch: &[NewMessage],
-        items: &[Item],
-    ) -> Result<HashMap<UserId, (Seq, u64)>, MongoError> {
-        let mut need: HashMap<&UserId, u64> = HashMap::new();
-        for (msg, item) in batch.iter().zip(items) {
-            if let (Fate::Store { .. }, Target::Users(users)) = (&item.fate, &msg.target) {
-                for user in users.iter().filter(|u| !item.stored.contains_key(*u)) {
-                    *need.entry(user).or_insert(0) += 1;
-                }
-            }
-        }
-        // Owned users: a stream closure over borrowed ones trips the `Send` check of the
-        // boxed `append` future (rust-lang/rust#102211).
-        let need: Vec<(UserId, u64)> = need.into_iter().map(|(u, n)| (u.clone(), n)).collect();
-        futures_util::stream::iter(need)
-            .map(|(user, n)| async move {
-                let last = self.increment(&user, n).await?;
-                Ok::<_, MongoError>((user, (last + 1 - n, n)))
-            })
-            .buffer_unordered(COUNTER_CONCURRENCY)
-            .try_collect()
-            .await
-    }
-
-    /// Adds `n` to `user`'s counter and returns the new value. A user's first message
-    /// creates the counter at 0 with an insert (a racing creator's duplicate key is fine)
-    /// and increments again, rather than upserting: SecantusDB, the test server, sometimes
-    /// answers `value: null` to one of several racing upserts although it incremented, which
-    /// would leave a gap; MongoDB handles either way.
-    async fn increment(&self, user: &UserId, n: u64) -> Result<Seq, MongoError> {
-        let op = "reserve seqs";
-        let updated = call(self.op_timeout, op, || async {
-            for _ in 0..2 {
-                // Stamped before the reservation, and so no earlier than this append's
-                // start: a reader takes the counter as final one budget after the latest
-                // stamp (see `read.rs`).
-                let at = to_i64(now_ms());
-                let bumped = self
-                    .counters
-                    .find_one_and_update(
-                        doc! {"_id": user.as_str()},
-                        doc! {"$inc": {"seq": to_i64(n)}, "$max": {"at": at}},
-                    )
-                    .return_document(ReturnDocument::After)
-                    .projection(doc! {"seq": 1})
-                    .await?;
-                if bumped.is_some() {
-                    return Ok(bumped);
-                }
-                match self
-                    .counters
-                    .insert_one(doc! {"_id": user.as_str(), "seq": 0_i64})
-                    .await
-                {
-                    Err(e) if !is_duplicate_key(&e) => return Err(e),
-                    _ => {}
-                }
-            }
-            Ok(None)
-        })
-        .await?
-        .ok_or_else(|| MongoError::reply(op, "counter vanished after it was created"))?;
-        seq_field(&updated, "seq", op)
     }
 }
 

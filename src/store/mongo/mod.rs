@@ -1,7 +1,8 @@
 //! MongoDB message store: the cluster backend of [`MessageStore`], through the official
 //! `mongodb` driver. Any number of nodes may write at once; per-user seqs come from one
-//! atomic counter per user, and every write an append's answer depends on waits for the
-//! configured write concern.
+//! counter document per user, moved for every user of a batch by one command and read
+//! back by one query (`seqs.rs`), and every write an append's answer depends on waits for
+//! the configured write concern.
 //!
 //! # Collections and indexes
 //!
@@ -10,7 +11,7 @@
 //! | collection | one document | indexes |
 //! | --- | --- | --- |
 //! | `messages` | one user's copy of a message: `{_id: "<id>:<user>", user, seq: long, id, frame, expires_at: Date, at: long}`; `frame` is the exact WebSocket frame, so replay is byte-identical to the live push; `at` (unix ms) is when its seq was reserved | `_id`; unique `user_seq` `{user: 1, seq: 1}` (serves every read); `id` `{id: 1}` (serves `locate`, a message's delivery status); TTL `expires_at_ttl` `{expires_at: 1}`, expireAfterSeconds 0 |
-//! | `counters` | `{_id: user, seq: long, at: long}`: the newest seq handed out to the user, and when (unix ms) the latest block was reserved (see `read.rs`) | `_id` |
+//! | `counters` | `{_id: user, seq: long, at: long, r: [{t: long, s: long}]}`: the newest seq handed out to the user, when (unix ms) the latest block was reserved (see `read.rs`), and the last 8 reservations (a round's random tag and its block's last seq), from which an append reads back the block its multi-document update reserved (see `seqs.rs`) | `_id` |
 //! | `idempotency` | a claimed key: `{_id: key, id, ts: long, recipients: long, state: "pending" \| "done", expires_at: Date}` | `_id`; TTL `expires_at_ttl`, expireAfterSeconds 0 |
 //! | `cursors` | a device's ack position: `{_id: "<user>/<device>", user, device, seq: long}` | `_id` (also serves all of a user's cursors: the `_id` range [`<user>/`, `<user>0`)) |
 //! | `broadcasts` | one marker per stored broadcast with an idempotency key: `{_id: id, expires_at: Date}`, kept as long as its claim. Broadcasts are live only and never replayed (no frame is kept); the marker's unique `_id` is how an idempotent retry that completes an earlier append learns that the broadcast was already stored (and possibly pushed), so it is not pushed twice | `_id`; TTL `expires_at_ttl`, expireAfterSeconds 0 |
@@ -34,24 +35,26 @@
 //! # Seq gaps
 //!
 //! A user's seqs strictly increase but may skip a number: a seq block whose insert then
-//! failed (the append answered 503), a counter increment retried after a lost reply, or
+//! failed (the append answered 503), a counter move retried after a lost reply, or
 //! two appends of one idempotency key racing (the copy stored second is dropped). A read
 //! stops before a missing seq while it may still be stored, and reads past it after that
 //! (see `read.rs`).
 //!
 //! The write path and its idempotency scheme are described in `append.rs` (claims in
-//! `claims.rs`), the read path and how it treats a seq still on its way in `read.rs`, the
-//! lookup of one message's copies by id in `locate.rs`.
+//! `claims.rs`; seq reservation, and why it is done this way, in `seqs.rs`), the read
+//! path and how it treats a seq still on its way in `read.rs`, the lookup of one message's
+//! copies by id in `locate.rs`.
 
 mod append;
 mod claims;
 mod copies;
-
 mod cursors;
 mod error;
 mod locate;
 mod read;
+mod reservation;
 mod retention;
+mod seqs;
 
 use std::future::{Future, IntoFuture};
 use std::time::Duration;
@@ -97,6 +100,8 @@ pub struct MongoStore {
     trimmer: Trimmer,
     /// Test hook run between a page's query and its verdict (see [`AfterFind`]).
     after_find: Option<AfterFind>,
+    /// Test hook run between a seq round's counter read and its compare-and-set.
+    after_counters: Option<AfterFind>,
 }
 
 /// A hook a test installs to act (say, store a racing copy) right after a page's query
@@ -168,6 +173,7 @@ impl MongoStore {
             idempotency_window_ms: cfg.idempotency_window_s.saturating_mul(1000),
             op_timeout,
             after_find: None,
+            after_counters: None,
         };
         store.ensure_indexes().await?;
         Ok(store)
@@ -177,6 +183,13 @@ impl MongoStore {
     #[doc(hidden)]
     pub fn set_after_find(&mut self, hook: AfterFind) {
         self.after_find = Some(hook);
+    }
+
+    /// Installs a hook run, for each user, after a seq round read the counters and before
+    /// it moves them (tests make racing reservations with it).
+    #[doc(hidden)]
+    pub fn set_after_counters(&mut self, hook: AfterFind) {
+        self.after_counters = Some(hook);
     }
 
     async fn after_find(&self, user: &UserId) {
