@@ -123,8 +123,9 @@ pub struct MongoStoreConfig {
     /// `append` may take up to [`APPEND_BUDGET_CALLS`] times this, and reads wait that long
     /// for a missing seq that may still be stored, so every node should use the same value.
     pub op_timeout_ms: u64,
-    /// Most pooled connections per server (default 32); a large fan-out allocates seqs over
-    /// up to 16 of them at once.
+    /// Most pooled connections per server (default 32): appends, replays, cursor writes and
+    /// the position check share them (seqs are reserved in one round trip per batch; only
+    /// the rare fallback increments users one by one, up to 16 at once).
     pub max_pool_size: u32,
 }
 
