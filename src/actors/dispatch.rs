@@ -3,13 +3,13 @@
 //! Every delivery is offered to the local hub first (it drops users with no local
 //! session). In cluster mode a pool of `DispatchWorker` actors also looks the recipients
 //! up in the binding table and forwards to the live nodes holding them. A user's messages
-//! always go through the same worker (hash of the user id), and a worker has one lookup in
-//! flight at a time, batching whatever arrived meanwhile into the next pipelined lookup, so
-//! per-user order holds and Redis sees one round trip per batch, not per message. Which
-//! envelopes go to which node is decided by [`route`], plain code with its own tests.
+//! always go through the same worker (the hub's shard hash of the user id), and a worker
+//! has one lookup in flight at a time, batching whatever arrived meanwhile into the next
+//! pipelined lookup, so per-user order holds and Redis sees one round trip per batch, not
+//! per message. Which envelopes go to which node is decided by [`route`], plain code with
+//! its own tests.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,7 @@ use futures_util::future::join_all;
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
+use super::hub::shards::shard_of;
 use super::hub::HubHandle;
 use super::peer::PeerSet;
 use super::settle::{IdleWaiters, Settle};
@@ -175,7 +176,7 @@ impl DispatchHandle {
         let mut per_worker: HashMap<usize, Vec<Delivery>> = HashMap::new();
         for d in deliveries {
             per_worker
-                .entry(worker_of(&d.user, pool.len()))
+                .entry(shard_of(&d.user, pool.len()))
                 .or_default()
                 .push(d);
         }
@@ -184,13 +185,6 @@ impl DispatchHandle {
             pool[i].do_send(Dispatch(batch));
         }
     }
-}
-
-/// The worker a user's deliveries always go through.
-fn worker_of(user: &UserId, n: usize) -> usize {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    user.as_str().hash(&mut h);
-    (h.finish() % n as u64) as usize
 }
 
 /// The envelopes each remote node gets for `batch`, given the nodes bound to each of
@@ -364,14 +358,5 @@ mod tests {
             vec![("a".into(), 1), ("b".into(), 1), ("a".into(), 2)]
         );
         assert_eq!(seqs(&per_node[&n("n3")]), vec![("b".into(), 1)]);
-    }
-
-    #[test]
-    fn a_user_always_maps_to_the_same_worker() {
-        let u = UserId::parse("someone").unwrap();
-        let w = worker_of(&u, 7);
-        assert!(w < 7);
-        assert!((0..10).all(|_| worker_of(&u, 7) == w));
-        assert_eq!(worker_of(&u, 1), 0);
     }
 }

@@ -117,7 +117,8 @@ fn start_actors(
         cfg.workers(),
         node.clone(),
         bindings.clone(),
-        (cfg.routes.route_refresh(), cfg.session.broadcast_batch()),
+        cfg.routes.route_refresh(),
+        cfg.session.broadcast_batch(),
         counters.clone(),
     );
     let every = Duration::from_millis(cfg.store.cursor_flush_ms);

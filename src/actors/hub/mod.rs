@@ -159,7 +159,8 @@ impl HubHandle {
         n: usize,
         node: NodeId,
         bindings: Arc<dyn Bindings>,
-        (refresh, broadcast_batch): (Duration, Duration),
+        refresh: Duration,
+        broadcast_batch: Duration,
         counters: Arc<Counters>,
     ) -> (Self, Vec<Arbiter>) {
         let arbiters: Vec<Arbiter> = (0..n.max(1)).map(|_| Arbiter::new()).collect();
