@@ -1,6 +1,7 @@
-//! Hostile clients against a real node process: each test measures the bound it promises
-//! (the node's RSS grows by less than a stated amount, the connection closes within a
-//! stated time with the documented code) and then checks the node still delivers.
+//! Hostile clients (and many idle ones) against a real node process: each test measures the
+//! bound it promises (the node's RSS grows by less than a stated amount, the connection
+//! closes within a stated time with the documented code) and then checks the node still
+//! delivers.
 //!
 //! The node runs as its own process (`herald serve`, repository config.toml) so its RSS is
 //! its own; the hostile client speaks raw WebSocket over TCP to send what no well-behaved
@@ -235,4 +236,38 @@ async fn a_large_payload_to_many_users_is_held_once_not_once_per_recipient() {
         Some(900 * 1024)
     );
     still_delivers(&node, "after-shared").await;
+}
+
+#[actix_rt::test]
+async fn idle_sessions_cost_the_node_less_than_8_kib_each() {
+    let node = node("idle", &[]);
+    // One session first, so the node's one-time allocations (thread stacks, tables) are
+    // in the baseline.
+    let mut first = raw_ws(&node, "idle-0").await;
+    let mut buf = [0u8; 512];
+    let _ = first.read(&mut buf).await.unwrap();
+    let before = rss_kib(node.pid());
+    const N: usize = 2000;
+    let mut socks = Vec::with_capacity(N);
+    let users: Vec<String> = (1..=N).map(|i| format!("idle-{i}")).collect();
+    for chunk in users.chunks(100) {
+        let opened = futures_util::future::join_all(chunk.iter().map(|u| raw_ws(&node, u))).await;
+        socks.extend(opened);
+    }
+    // Every session is past its welcome frame (its replay read done).
+    for s in &mut socks {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("a welcome frame")
+            .unwrap();
+        assert!(n > 0);
+    }
+    let grown = rss_kib(node.pid()).saturating_sub(before);
+    let per_session = grown as f64 / N as f64;
+    eprintln!("{N} idle sessions: node RSS +{grown} KiB, {per_session:.2} KiB each");
+    assert!(
+        per_session < 8.0,
+        "{per_session:.2} KiB of node memory per idle session"
+    );
+    still_delivers(&node, "after-idle").await;
 }
