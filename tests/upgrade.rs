@@ -32,6 +32,13 @@ fn client_text(text: &str) -> BytesMut {
     buf
 }
 
+/// A connection to `node` that has sent `bytes` (a request, and whatever follows it).
+async fn send(node: &TestNode, bytes: &[u8]) -> TcpStream {
+    let mut sock = TcpStream::connect(node.addr).await.unwrap();
+    sock.write_all(bytes).await.unwrap();
+    sock
+}
+
 /// Reads until the end of the HTTP head; returns the head and what followed it.
 async fn read_head(sock: &mut TcpStream) -> (String, BytesMut) {
     let mut buf = BytesMut::new();
@@ -78,10 +85,7 @@ async fn next_json(sock: &mut TcpStream, buf: &mut BytesMut) -> Value {
 #[actix_rt::test]
 async fn an_upgrade_to_another_path_gets_the_json_404_and_the_connection_closes() {
     let node = start_node(&[]).await;
-    let mut sock = TcpStream::connect(node.addr).await.unwrap();
-    sock.write_all(upgrade_request("/nope").as_bytes())
-        .await
-        .unwrap();
+    let mut sock = send(&node, upgrade_request("/nope").as_bytes()).await;
     let (head, body) = read_head(&mut sock).await;
     assert!(head.starts_with("HTTP/1.1 404 Not Found\r\n"), "{head}");
     assert!(head.contains("content-type: application/json"), "{head}");
@@ -98,10 +102,7 @@ async fn an_upgrade_to_another_path_gets_the_json_404_and_the_connection_closes(
 #[actix_rt::test]
 async fn a_refused_upgrade_is_a_whole_response_with_its_length_and_leaves_no_session() {
     let node = start_node(&[]).await;
-    let mut sock = TcpStream::connect(node.addr).await.unwrap();
-    sock.write_all(upgrade_request("/ws?token=not-a-token").as_bytes())
-        .await
-        .unwrap();
+    let mut sock = send(&node, upgrade_request("/ws?token=not-a-token").as_bytes()).await;
     let (head, mut body) = read_head(&mut sock).await;
     assert!(head.starts_with("HTTP/1.1 401 Unauthorized\r\n"), "{head}");
     let len: usize = head
@@ -122,13 +123,12 @@ async fn a_refused_upgrade_is_a_whole_response_with_its_length_and_leaves_no_ses
 #[actix_rt::test]
 async fn frames_sent_with_the_upgrade_request_are_answered_after_the_welcome() {
     let node = start_node(&[]).await;
-    let mut sock = TcpStream::connect(node.addr).await.unwrap();
     // The request and the client's first frame leave in one write: the frame arrives in the
     // same read as the request and must not be lost with the HTTP buffers.
     let mut bytes =
         upgrade_request(&format!("/ws?token={}", node.token("early", 3600))).into_bytes();
     bytes.extend_from_slice(&client_text(r#"{"type":"ping"}"#));
-    sock.write_all(&bytes).await.unwrap();
+    let mut sock = send(&node, &bytes).await;
     let (head, mut rest) = read_head(&mut sock).await;
     assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
     assert!(
@@ -148,9 +148,8 @@ async fn after_the_close_handshake_the_node_ends_its_side_of_the_connection() {
     // A grace period far longer than the reads below wait: the end of the stream they see
     // is the node's half-close after its close frame, not the grace period dropping it.
     let node = start_node(&[("HERALD_SESSION__CLOSE_GRACE_MS", "30000")]).await;
-    let mut sock = TcpStream::connect(node.addr).await.unwrap();
     let req = upgrade_request(&format!("/ws?token={}", node.token("closer", 3600)));
-    sock.write_all(req.as_bytes()).await.unwrap();
+    let mut sock = send(&node, req.as_bytes()).await;
     let (_, mut rest) = read_head(&mut sock).await;
     assert_eq!(next_json(&mut sock, &mut rest).await["type"], "welcome");
     let mut close = BytesMut::new();

@@ -349,30 +349,42 @@ pub async fn try_request(
     key: &str,
     body: &str,
 ) -> Option<(u16, serde_json::Value)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let talk = async {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        let s = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .ok()?;
-        let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
-             Authorization: Bearer {key}\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        s.write_all(req.as_bytes()).await.ok()?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await.ok()?;
-        let text = String::from_utf8_lossy(&buf).to_string();
-        let status: u16 = text.split_whitespace().nth(1)?.parse().ok()?;
-        let body = &text[text.find("\r\n\r\n")? + 4..];
-        Some((
-            status,
-            serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
-        ))
+        request_on(s, method, path, key, body).await
     };
     tokio::time::timeout(Duration::from_secs(10), talk)
         .await
         .ok()
         .flatten()
+}
+
+/// [`try_request`] on a connection the caller opened (so it can tell a refused connection
+/// from a request that got no answer), without a time limit.
+pub async fn request_on(
+    mut s: tokio::net::TcpStream,
+    method: &str,
+    path: &str,
+    key: &str,
+    body: &str,
+) -> Option<(u16, serde_json::Value)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         Authorization: Bearer {key}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.ok()?;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status: u16 = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = &text[text.find("\r\n\r\n")? + 4..];
+    Some((
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    ))
 }

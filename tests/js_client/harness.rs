@@ -8,11 +8,11 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use crate::common;
-use crate::common::procs::{free_port, HeraldProc, API_KEY, JWT_SECRET};
+use crate::common::procs::{free_port, request_on, HeraldProc, API_KEY, JWT_SECRET};
 
 /// Headless Chromium behind the driver script, one JSON answer per command.
 pub struct Browser {
@@ -149,27 +149,12 @@ pub enum Posted {
 /// POSTs `{"n": n}` to `user` on the node at `port`, giving up after 5 s.
 pub async fn try_post(port: u16, user: &str, n: u64) -> Posted {
     let body = json!({"to": user, "topic": "t", "payload": {"n": n}}).to_string();
-    let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+    let Ok(s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
         return Posted::Refused;
     };
-    let exchange = async {
-        let req = format!(
-            "POST /api/v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
-             Authorization: Bearer {API_KEY}\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        s.write_all(req.as_bytes()).await.ok()?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await.ok()?;
-        let text = String::from_utf8_lossy(&buf).to_string();
-        text.strip_prefix("HTTP/1.1 ")?
-            .get(..3)?
-            .parse::<u16>()
-            .ok()
-    };
+    let exchange = request_on(s, "POST", "/api/v1/messages", API_KEY, &body);
     match tokio::time::timeout(Duration::from_secs(5), exchange).await {
-        Ok(Some(status)) if (200..300).contains(&status) => Posted::Accepted,
+        Ok(Some((status, _))) if (200..300).contains(&status) => Posted::Accepted,
         Ok(Some(_)) => Posted::Refused,
         _ => Posted::Unknown,
     }
