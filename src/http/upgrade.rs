@@ -49,7 +49,8 @@ pub async fn service(
                 .headers
                 .get(SEC_WEBSOCKET_KEY)
                 .map_or(&b""[..], HeaderValue::as_bytes);
-            io.write_all(&switching_protocols(key)).await?;
+            // The session writes the answer, with its welcome.
+            let answer = switching_protocols(key);
             // Bytes the client sent after its request (its first frames) stay first in
             // line; the dispatcher's 8 KB read buffer is not kept.
             let early = BytesMut::from(&parts.read_buf[..]);
@@ -59,7 +60,7 @@ pub async fn service(
             let deps = state.session.clone();
             state.hub.home(&opening.user).spawn(async move {
                 match TcpStream::from_std(socket) {
-                    Ok(io) => WsSession::start(opening, deps, io, early),
+                    Ok(io) => WsSession::start(opening, deps, io, &answer, early),
                     Err(e) => tracing::warn!(error = %e, "could not adopt an upgraded socket"),
                 }
             });

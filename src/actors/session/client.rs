@@ -19,7 +19,7 @@ impl WsSession {
                 if let Some(token) = token {
                     self.refresh(token, ctx);
                 }
-                self.out.push_json_pong();
+                self.out().push_json_pong();
             }
             Ok(ClientFrame::Ack { seq }) => {
                 if let Some(seq) = self.order.as_mut().and_then(|o| o.on_ack(seq)) {
@@ -67,7 +67,7 @@ impl WsSession {
     }
 
     fn refreshed(&mut self, verdict: Result<Identity, AuthError>) {
-        if self.out.is_closing() {
+        if self.out().is_closing() {
             return;
         }
         let refused = match verdict {
@@ -94,7 +94,7 @@ impl WsSession {
 impl StreamHandler<Result<Message, ProtocolError>> for WsSession {
     fn handle(&mut self, item: Result<Message, ProtocolError>, ctx: &mut Self::Context) {
         self.last_heard = Instant::now();
-        if self.out.is_closing() {
+        if self.out().is_closing() {
             return;
         }
         match item {
@@ -103,7 +103,7 @@ impl StreamHandler<Result<Message, ProtocolError>> for WsSession {
                 "binary_not_supported",
                 "send JSON text frames",
             )),
-            Ok(Message::Ping(bytes)) => self.out.push_pong(bytes),
+            Ok(Message::Ping(bytes)) => self.out().push_pong(bytes),
             Ok(Message::Pong(_)) | Ok(Message::Nop) => {}
             Ok(Message::Close(_)) => self.close(CloseReason::Normal, ctx),
             Ok(Message::Continuation(_)) => self.text(frames::error(

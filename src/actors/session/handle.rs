@@ -1,15 +1,18 @@
 //! How the hub reaches a session: [`SessionHandle`] offers frames without waiting and
 //! reports a full mailbox, so the hub never blocks on a slow client. The message behind it
-//! is private to the session module.
+//! is private to the session module; broadcasts try the session's lane to its socket first
+//! (`lane.rs`).
 
 use std::sync::Arc;
 
 use actix::prelude::*;
 use bytestring::ByteString;
 
+use super::lane::Direct;
+pub use super::lane::{with as with_lanes, Lanes};
 use crate::frames::wire::Encoded;
 use crate::frames::{CloseReason, Frame};
-use crate::ids::Seq;
+use crate::ids::{Seq, SessionId};
 use crate::metrics::QueueGauge;
 
 /// Hub -> session: something to write to the socket.
@@ -31,7 +34,10 @@ pub(super) enum Push {
 /// What became of a push offered to a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Offered {
+    /// In the session's mailbox (the session counts it as delivered).
     Taken,
+    /// Handed straight to the session's socket (the caller counts it as delivered).
+    Written,
     /// The session's mailbox is full: it does not keep up.
     Full,
     /// The session has stopped.
@@ -45,6 +51,7 @@ pub enum Offered {
 pub struct SessionHandle {
     pub(super) tx: Recipient<Push>,
     pub(super) gauge: Arc<QueueGauge>,
+    pub(super) id: SessionId,
 }
 
 impl SessionHandle {
@@ -64,9 +71,15 @@ impl SessionHandle {
         self.offer(Push::Message { seq, frame })
     }
 
-    /// Offers a batch of broadcast frames without waiting.
-    pub fn offer_broadcast(&self, frames: Encoded) -> Offered {
-        self.offer(Push::Broadcast(frames))
+    /// Offers a batch of broadcast frames without waiting: written to the socket at once
+    /// when nothing waits ahead of them on the session's thread, else through the mailbox.
+    /// `lanes`: the current thread's sessions ([`with_lanes`]).
+    pub fn offer_broadcast(&self, lanes: &Lanes<'_>, frames: &Encoded) -> Offered {
+        match lanes.offer(self.id, frames) {
+            Direct::Written => Offered::Written,
+            Direct::Dropped => Offered::Taken,
+            Direct::Busy => self.offer(Push::Broadcast(frames.clone())),
+        }
     }
 
     /// Tells the session its user's newest stored seq, without waiting (a full mailbox

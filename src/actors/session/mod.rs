@@ -15,10 +15,14 @@
 mod client;
 mod handle;
 mod inbound;
+mod lane;
 pub mod order;
 pub mod outbound;
+#[cfg(test)]
+mod outbound_tests;
 mod socket;
 
+use std::cell::{RefCell, RefMut};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,7 +34,7 @@ use bytestring::ByteString;
 use tracing::{debug, info};
 
 use self::handle::Push;
-pub use self::handle::{Offered, SessionHandle};
+pub use self::handle::{with_lanes, Lanes, Offered, SessionHandle};
 use self::inbound::{Gate, Inbound};
 use self::order::{Action, Limits, Order, ReadFrom};
 use self::outbound::{Budget, Out, Outbound, Writer};
@@ -52,6 +56,9 @@ const BIND_WAIT: Duration = Duration::from_secs(2);
 const REPLAY_PAGE: usize = 200;
 /// Wait before re-checking the outbound queue when a read waits for room.
 const ROOM_WAIT: Duration = Duration::from_millis(5);
+/// Longest the `101` answer waits for the welcome to leave with it (one write instead of
+/// two); a slower welcome (a slow route table or store) follows it.
+const ANSWER_HOLD: Duration = Duration::from_millis(50);
 
 /// What a session needs from its node, shared by all sessions.
 pub struct SessionDeps {
@@ -94,19 +101,29 @@ pub struct WsSession {
     resume: ResumeFrom,
     _slot: SessionSlot,
     deps: Arc<SessionDeps>,
-    out: Outbound,
+    /// Shared with the hub's broadcast lane (same thread, see `lane.rs`).
+    out: Rc<RefCell<Outbound>>,
     /// The ordering core; `None` until the route binding is written.
     order: Option<Order>,
     /// Last time anything arrived from the client.
     last_heard: Instant,
     /// The session's mailbox and outbound queue, as the dashboard sees them.
     gauge: Arc<QueueGauge>,
+    /// The timer that lets the `101` answer go alone if the welcome is slow.
+    answer_hold: Option<SpawnHandle>,
 }
 
 impl WsSession {
-    /// Starts the session actor of an upgraded connection (the `101` answer is written);
-    /// `early` holds what the client sent after its request.
-    pub fn start(opening: Opening, deps: Arc<SessionDeps>, stream: TcpStream, early: BytesMut) {
+    /// Starts the session actor of an upgraded connection: `answer` is the `101` answer to
+    /// write (with the welcome, see `outbound.rs`), `early` what the client sent after its
+    /// request.
+    pub fn start(
+        opening: Opening,
+        deps: Arc<SessionDeps>,
+        stream: TcpStream,
+        answer: &[u8],
+        early: BytesMut,
+    ) {
         let socket = Socket::new(stream);
         let gate = Rc::new(Gate::default());
         let inbound = Inbound::new(
@@ -126,7 +143,14 @@ impl WsSession {
             opening.device.shared(),
             now_ms(),
         );
-        let out = Outbound::new(socket, budget, gate, gauge.clone(), deps.counters.clone());
+        let out = Rc::new(RefCell::new(Outbound::new(
+            socket,
+            answer,
+            budget,
+            gate,
+            gauge.clone(),
+            deps.counters.clone(),
+        )));
         WsSession::create(move |ctx| {
             ctx.add_stream(inbound);
             Self {
@@ -141,8 +165,13 @@ impl WsSession {
                 order: None,
                 last_heard: Instant::now(),
                 gauge,
+                answer_hold: None,
             }
         });
+    }
+
+    fn out(&self) -> RefMut<'_, Outbound> {
+        self.out.borrow_mut()
     }
 
     /// Starts closing: drops what is queued, sends the close frame, and stops once it is
@@ -158,16 +187,16 @@ impl WsSession {
         reason: CloseReason,
         ctx: &mut Context<Self>,
     ) {
-        if self.out.is_closing() {
+        if self.out().is_closing() {
             return;
         }
         debug!(session = %self.id, user = %self.user, code = reason.code(), "closing session");
-        self.out.close(notice, reason);
+        self.out().close(notice, reason);
         ctx.run_later(self.deps.cfg.close_grace(), |_, ctx| ctx.stop());
     }
 
     fn text(&mut self, frame: ByteString) {
-        self.out.push(Out::Text(frame));
+        self.out().push(Out::Text(frame));
     }
 
     /// Carries out what the ordering core decided.
@@ -184,7 +213,10 @@ impl WsSession {
                         self.deps.cfg.heartbeat_ms,
                         last_seq,
                     );
-                    self.text(welcome);
+                    self.out().welcome(welcome);
+                    if let Some(hold) = self.answer_hold.take() {
+                        ctx.cancel_future(hold);
+                    }
                 }
                 Action::Truncated { after, resume_from } => {
                     Counters::add(&c.truncated, resume_from - after - 1);
@@ -193,7 +225,7 @@ impl WsSession {
                 }
                 Action::Frame { frame, .. } => {
                     Counters::add(&c.delivered, 1);
-                    self.out.push(Out::Message(frame));
+                    self.out().push(Out::Message(frame));
                 }
                 Action::Skipped { from, to } => {
                     Counters::add(&c.skipped, to - from + 1);
@@ -214,7 +246,7 @@ impl WsSession {
     /// Runs the read the core asked for, after `delay` and once the outbound queue has room
     /// (so a long replay never holds more than a page and a queue's worth of frames).
     fn read(&mut self, from: ReadFrom, limit: usize, delay: Duration, ctx: &mut Context<Self>) {
-        if self.out.is_closing() {
+        if self.out().is_closing() {
             return;
         }
         if !delay.is_zero() {
@@ -223,7 +255,7 @@ impl WsSession {
             });
             return;
         }
-        if self.out.is_full() {
+        if self.out().is_full() {
             ctx.run_later(ROOM_WAIT, move |act, ctx| {
                 act.read(from, limit, Duration::ZERO, ctx)
             });
@@ -265,7 +297,7 @@ impl WsSession {
     }
 
     fn heartbeat(&mut self, ctx: &mut Context<Self>) {
-        if self.out.is_closing() {
+        if self.out().is_closing() {
             return;
         }
         if self.last_heard.elapsed() > self.deps.cfg.heartbeat_timeout() {
@@ -274,7 +306,7 @@ impl WsSession {
         } else if self.deps.auth.expired(self.expires_at, now_s()) {
             self.close(CloseReason::AuthExpired, ctx);
         } else {
-            self.out.push(Out::Ping);
+            self.out().push(Out::Ping);
         }
     }
 
@@ -307,12 +339,18 @@ impl Actor for WsSession {
         let handle = SessionHandle {
             tx: ctx.address().recipient(),
             gauge: self.gauge.clone(),
+            id: self.id,
         };
         let is_bound = self
             .deps
             .hub
             .join(self.user.clone(), self.device.clone(), self.id, handle);
+        lane::enter(self.id, self.out.clone());
         ctx.spawn(Writer);
+        self.answer_hold = Some(ctx.run_later(ANSWER_HOLD, |act, _| {
+            act.answer_hold = None;
+            act.out().release_answer();
+        }));
         // Expiry and silence are checked more often than the ping interval so that a short
         // heartbeat timeout (tests) or an expiring token is acted on promptly.
         let tick = (self.deps.cfg.heartbeat() / 2).max(Duration::from_millis(10));
@@ -342,6 +380,7 @@ impl Actor for WsSession {
         Counters::sub(&self.deps.counters.sessions_live, 1);
         self.deps.counters.actor(ActorKind::Session).stopped();
         self.deps.counters.queues.unregister(self.id.0);
+        lane::leave(self.id);
         self.deps.hub.leave(self.user.clone(), self.id);
     }
 }
@@ -363,7 +402,7 @@ impl Handler<Push> for WsSession {
 impl WsSession {
     /// What the hub pushed: a message, a broadcast, a position check, a close.
     fn on_push(&mut self, msg: Push, ctx: &mut Context<Self>) {
-        if self.out.is_closing() {
+        if self.out().is_closing() {
             return;
         }
         match msg {
@@ -389,12 +428,12 @@ impl WsSession {
             }
             Push::Broadcast(frames) => {
                 Counters::add(&self.deps.counters.delivered, u64::from(frames.frames));
-                self.out.push(Out::Encoded(frames));
+                self.out().push(Out::Encoded(frames));
             }
             Push::Close(reason) => self.close(reason, ctx),
             Push::Restart(notice) => self.close_after(Some(notice), CloseReason::Restart, ctx),
         }
-        if self.out.is_over() {
+        if self.out().is_over() {
             Counters::add(&self.deps.counters.slow_consumers, 1);
             self.close(CloseReason::SlowConsumer, ctx);
         }

@@ -36,6 +36,12 @@ impl Socket {
         }
     }
 
+    /// Writes as much of `bytes` as the socket takes now, without waiting; `WouldBlock`
+    /// when it takes nothing.
+    pub fn try_write(&self, bytes: &[u8]) -> io::Result<usize> {
+        self.0.try_write(bytes)
+    }
+
     /// Ends the writing side (FIN after what is written): the client learns the close is
     /// complete while its own frames can still be read (closing with unread data would
     /// reset the connection instead).

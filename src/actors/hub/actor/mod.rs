@@ -110,7 +110,7 @@ impl Hub {
     /// What an offer to `member` means for the registry: false when it must be dropped.
     fn kept(member: &Member, offered: Offered, counters: &Counters) -> bool {
         match offered {
-            Offered::Taken => true,
+            Offered::Taken | Offered::Written => true,
             Offered::Full => {
                 debug!(session = %member.session, "mailbox full, closing slow consumer");
                 Counters::add(&counters.slow_consumers, 1);

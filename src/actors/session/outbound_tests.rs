@@ -1,0 +1,197 @@
+//! A session's outbound side against a real loopback socket: the `101` answer leaves with
+//! the welcome, the welcome is the first frame, and frames written through the broadcast
+//! lane arrive whole and in order with the frames the session queued itself.
+
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::Poll;
+
+use actix_rt::net::TcpStream;
+use bytestring::ByteString;
+use tokio::io::AsyncReadExt;
+
+use super::inbound::Gate;
+use super::lane::{self, Direct};
+use super::outbound::{Budget, Finished, Out, Outbound};
+use super::socket::Socket;
+use crate::frames::wire::encode_text;
+use crate::ids::SessionId;
+use crate::metrics::Counters;
+
+const ANSWER: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\n\r\n";
+
+/// An outbound side holding `answer` on one end of a loopback connection, and the other end.
+async fn fresh(answer: &[u8]) -> (Rc<RefCell<Outbound>>, tokio::net::TcpStream) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (server, _) = listener.accept().await.unwrap();
+    let counters = Arc::new(Counters::default());
+    let gauge = counters.queues.register(0, "u".into(), "d".into(), 0);
+    let budget = Budget {
+        frames: 64,
+        bytes: 1 << 20,
+    };
+    let out = Outbound::new(
+        Socket::new(server),
+        answer,
+        budget,
+        Rc::new(Gate::default()),
+        gauge,
+        counters,
+    );
+    (Rc::new(RefCell::new(out)), client)
+}
+
+/// A welcomed outbound side registered as session `id` (the welcome already read).
+async fn outbound(id: SessionId) -> (Rc<RefCell<Outbound>>, tokio::net::TcpStream) {
+    let (out, mut client) = fresh(&[]).await;
+    out.borrow_mut().welcome(text("welcome"));
+    lane::enter(id, out.clone());
+    drain(&out).await;
+    let welcome = encode_text(&[text("welcome")]);
+    assert_eq!(
+        read_exactly(&mut client, welcome.bytes.len()).await,
+        welcome.bytes
+    );
+    (out, client)
+}
+
+/// Runs the writer until it has nothing left to write.
+async fn drain(out: &Rc<RefCell<Outbound>>) {
+    poll_fn(|cx| match out.borrow_mut().poll_write(cx) {
+        Poll::Pending => Poll::Ready(()),
+        Poll::Ready(Finished::Closed | Finished::Broken) => panic!("writer stopped"),
+    })
+    .await
+}
+
+/// Reads from `client` until `want` bytes arrived.
+async fn read_exactly(client: &mut tokio::net::TcpStream, want: usize) -> Vec<u8> {
+    let mut got = vec![0; want];
+    client.read_exact(&mut got).await.unwrap();
+    got
+}
+
+fn text(s: &str) -> ByteString {
+    ByteString::from(s.to_owned())
+}
+
+#[actix_rt::test]
+async fn a_broadcast_waits_behind_frames_the_session_queued() {
+    let id = SessionId::next();
+    let (out, mut client) = outbound(id).await;
+    out.borrow_mut().push(Out::Text(text("first")));
+    let batch = encode_text(&[text("second")]);
+    assert_eq!(lane::with(|l| l.offer(id, &batch)), Direct::Busy);
+    drain(&out).await;
+    assert_eq!(lane::with(|l| l.offer(id, &batch)), Direct::Written);
+    let first = encode_text(&[text("first")]);
+    let want = [first.bytes.as_ref(), batch.bytes.as_ref()].concat();
+    assert_eq!(read_exactly(&mut client, want.len()).await, want);
+    lane::leave(id);
+}
+
+#[actix_rt::test]
+async fn a_broadcast_the_socket_cannot_take_whole_is_finished_by_the_writer() {
+    let id = SessionId::next();
+    let (out, mut client) = outbound(id).await;
+    // Far more than a loopback socket buffers while the client reads nothing.
+    let big = "x".repeat(60_000);
+    let batch = encode_text(&[text(&big)]);
+    let rounds = 400;
+    let mut written = 0;
+    for _ in 0..rounds {
+        match lane::with(|l| l.offer(id, &batch)) {
+            Direct::Written => written += 1,
+            Direct::Busy => out.borrow_mut().push(Out::Encoded(batch.clone())),
+            Direct::Dropped => panic!("not closing"),
+        }
+    }
+    assert!(written >= 1);
+    assert!(written < rounds, "the socket took everything at once");
+    let total = batch.bytes.len() * rounds;
+    let reader = actix_rt::spawn(async move { read_exactly(&mut client, total).await });
+    while !reader.is_finished() {
+        drain(&out).await;
+        actix_rt::task::yield_now().await;
+    }
+    let got = reader.await.unwrap();
+    assert!(got
+        .chunks(batch.bytes.len())
+        .all(|c| c == batch.bytes.as_ref()));
+    lane::leave(id);
+}
+
+#[actix_rt::test]
+async fn a_closing_session_drops_broadcasts_and_a_stopped_one_is_not_reached() {
+    let id = SessionId::next();
+    let (out, _client) = outbound(id).await;
+    let batch = encode_text(&[text("late")]);
+    out.borrow_mut()
+        .close(None, crate::frames::CloseReason::GoingAway);
+    assert_eq!(lane::with(|l| l.offer(id, &batch)), Direct::Dropped);
+    lane::leave(id);
+    assert_eq!(lane::with(|l| l.offer(id, &batch)), Direct::Busy);
+}
+
+/// Nothing has arrived at `client` (on loopback a write is in the peer's queue when it returns).
+fn nothing_arrived(client: &tokio::net::TcpStream) -> bool {
+    let mut buf = [0u8; 64];
+    matches!(client.try_read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+#[actix_rt::test]
+async fn the_upgrade_answer_leaves_with_the_welcome_which_goes_before_earlier_frames() {
+    let (out, mut client) = fresh(ANSWER).await;
+    let batch = encode_text(&[text("broadcast")]);
+    out.borrow_mut().push(Out::Encoded(batch.clone()));
+    out.borrow_mut().push(Out::Ping);
+    drain(&out).await;
+    assert!(nothing_arrived(&client));
+    out.borrow_mut().welcome(text("welcome"));
+    drain(&out).await;
+    let welcome = encode_text(&[text("welcome")]);
+    let ping = [0x89, 0x00];
+    let want = [ANSWER, &welcome.bytes, &batch.bytes, &ping].concat();
+    assert_eq!(read_exactly(&mut client, want.len()).await, want);
+}
+
+#[actix_rt::test]
+async fn a_released_answer_goes_alone_and_frames_still_wait_for_the_welcome() {
+    let id = SessionId::next();
+    let (out, mut client) = fresh(ANSWER).await;
+    lane::enter(id, out.clone());
+    out.borrow_mut().release_answer();
+    drain(&out).await;
+    assert_eq!(read_exactly(&mut client, ANSWER.len()).await, ANSWER);
+    let batch = encode_text(&[text("broadcast")]);
+    assert_eq!(lane::with(|l| l.offer(id, &batch)), Direct::Busy);
+    out.borrow_mut().push(Out::Encoded(batch.clone()));
+    drain(&out).await;
+    assert!(nothing_arrived(&client));
+    out.borrow_mut().welcome(text("welcome"));
+    drain(&out).await;
+    let welcome = encode_text(&[text("welcome")]);
+    let want = [&welcome.bytes[..], &batch.bytes].concat();
+    assert_eq!(read_exactly(&mut client, want.len()).await, want);
+    lane::leave(id);
+}
+
+#[actix_rt::test]
+async fn closing_before_the_welcome_sends_the_answer_then_the_close_frame() {
+    let (out, mut client) = fresh(ANSWER).await;
+    out.borrow_mut().push(Out::Text(text("dropped")));
+    out.borrow_mut()
+        .close(None, crate::frames::CloseReason::GoingAway);
+    let finished = poll_fn(|cx| Poll::Ready(out.borrow_mut().poll_write(cx))).await;
+    assert!(matches!(finished, Poll::Ready(Finished::Closed)));
+    let mut got = Vec::new();
+    client.read_to_end(&mut got).await.unwrap();
+    assert!(got.starts_with(ANSWER));
+    // The close frame (opcode 8) follows the answer directly.
+    assert_eq!(got[ANSWER.len()], 0x88);
+}
