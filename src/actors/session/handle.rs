@@ -8,8 +8,8 @@ use std::sync::Arc;
 use actix::prelude::*;
 use bytestring::ByteString;
 
-use super::lane::Direct;
-pub use super::lane::{with as with_lanes, Lanes};
+pub use super::lane::Lane;
+use super::lane::{self, Direct};
 use crate::frames::wire::Encoded;
 use crate::frames::{CloseReason, Frame};
 use crate::ids::{Seq, SessionId};
@@ -66,6 +66,12 @@ impl SessionHandle {
         }
     }
 
+    /// The session's lane to its socket, once, on the session's own thread (`None`
+    /// elsewhere, or the second time).
+    pub fn take_lane(&self) -> Option<Lane> {
+        lane::take(self.id)
+    }
+
     /// Offers a message of the session's user without waiting.
     pub fn offer_message(&self, seq: Seq, frame: Frame) -> Offered {
         self.offer(Push::Message { seq, frame })
@@ -73,9 +79,9 @@ impl SessionHandle {
 
     /// Offers a batch of broadcast frames without waiting: written to the socket at once
     /// when nothing waits ahead of them on the session's thread, else through the mailbox.
-    /// `lanes`: the current thread's sessions ([`with_lanes`]).
-    pub fn offer_broadcast(&self, lanes: &Lanes<'_>, frames: &Encoded) -> Offered {
-        match lanes.offer(self.id, frames) {
+    /// `lane`: the session's lane, taken with [`SessionHandle::take_lane`].
+    pub fn offer_broadcast(&self, lane: Option<&Lane>, frames: &Encoded) -> Offered {
+        match lane.map_or(Direct::Busy, |l| l.offer(frames)) {
             Direct::Written => Offered::Written,
             Direct::Dropped => Offered::Taken,
             Direct::Busy => self.offer(Push::Broadcast(frames.clone())),

@@ -7,9 +7,10 @@
 //! all. Anything else (frames queued, a partial write pending, a session on another thread)
 //! takes the mailbox as before, so a session's frames keep their order.
 //!
-//! Each thread keeps its sessions' outbound sides in a registry of its own: a session
-//! enters it when it starts and leaves when it stops, and the shard looks sessions up by id
-//! while it broadcasts. Nothing in it crosses threads.
+//! The hand-over stays on the thread: a starting session leaves its outbound side in its
+//! thread's hand-over table, and the shard takes it from there when the session joins
+//! (the join message itself must be `Send`, an `Rc` is not). The table is empty once the
+//! session joined; the shard's member entry then holds the lane until the session leaves.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -20,26 +21,26 @@ use crate::frames::wire::Encoded;
 use crate::ids::SessionId;
 
 thread_local! {
-    static LANES: RefCell<HashMap<u64, Rc<RefCell<Outbound>>>> = RefCell::new(HashMap::new());
+    static HANDOVER: RefCell<HashMap<u64, Rc<RefCell<Outbound>>>> = RefCell::new(HashMap::new());
 }
 
-/// Puts session `id`'s outbound side in its thread's registry.
-pub fn enter(id: SessionId, out: Rc<RefCell<Outbound>>) {
-    LANES.with(|l| l.borrow_mut().insert(id.0, out));
+/// Leaves session `id`'s outbound side for its shard on this thread.
+pub fn hand_over(id: SessionId, out: Rc<RefCell<Outbound>>) {
+    HANDOVER.with(|t| t.borrow_mut().insert(id.0, out));
 }
 
-/// Takes session `id` out of its thread's registry.
-pub fn leave(id: SessionId) {
-    LANES.with(|l| l.borrow_mut().remove(&id.0));
+/// Withdraws what session `id` left and its shard did not take (the session stops).
+pub fn withdraw(id: SessionId) {
+    HANDOVER.with(|t| t.borrow_mut().remove(&id.0));
 }
 
-/// The sessions of the current thread, for one broadcast pass.
-pub struct Lanes<'a>(&'a HashMap<u64, Rc<RefCell<Outbound>>>);
-
-/// Runs `f` with the current thread's sessions.
-pub fn with<R>(f: impl FnOnce(&Lanes<'_>) -> R) -> R {
-    LANES.with(|l| f(&Lanes(&l.borrow())))
+/// Session `id`'s lane, if it runs on this thread and has not been taken yet.
+pub fn take(id: SessionId) -> Option<Lane> {
+    HANDOVER.with(|t| t.borrow_mut().remove(&id.0)).map(Lane)
 }
+
+/// A session's outbound side as its shard reaches it.
+pub struct Lane(Rc<RefCell<Outbound>>);
 
 /// What became of a broadcast offered through the lane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,18 +49,15 @@ pub enum Direct {
     Written,
     /// The session is closing: like its mailbox path, it drops the frames.
     Dropped,
-    /// Not here (frames wait ahead of it, or it runs on another thread): use the mailbox.
+    /// Frames wait ahead of it: use the mailbox.
     Busy,
 }
 
-impl Lanes<'_> {
-    /// Offers `frames` to session `id` directly.
-    pub fn offer(&self, id: SessionId, frames: &Encoded) -> Direct {
-        let Some(out) = self.0.get(&id.0) else {
-            return Direct::Busy;
-        };
+impl Lane {
+    /// Offers `frames` to the session directly.
+    pub fn offer(&self, frames: &Encoded) -> Direct {
         // The session's own task is not running: the shard calls this from its handler.
-        let Ok(mut out) = out.try_borrow_mut() else {
+        let Ok(mut out) = self.0.try_borrow_mut() else {
             return Direct::Busy;
         };
         match out.write_through(&frames.bytes) {

@@ -34,7 +34,7 @@ use bytestring::ByteString;
 use tracing::{debug, info};
 
 use self::handle::Push;
-pub use self::handle::{with_lanes, Lanes, Offered, SessionHandle};
+pub use self::handle::{Lane, Offered, SessionHandle};
 use self::inbound::{Gate, Inbound};
 use self::order::{Action, Limits, Order, ReadFrom};
 use self::outbound::{Budget, Out, Outbound, Writer};
@@ -109,8 +109,6 @@ pub struct WsSession {
     last_heard: Instant,
     /// The session's mailbox and outbound queue, as the dashboard sees them.
     gauge: Arc<QueueGauge>,
-    /// The timer that lets the `101` answer go alone if the welcome is slow.
-    answer_hold: Option<SpawnHandle>,
 }
 
 impl WsSession {
@@ -165,7 +163,6 @@ impl WsSession {
                 order: None,
                 last_heard: Instant::now(),
                 gauge,
-                answer_hold: None,
             }
         });
     }
@@ -214,9 +211,6 @@ impl WsSession {
                         last_seq,
                     );
                     self.out().welcome(welcome);
-                    if let Some(hold) = self.answer_hold.take() {
-                        ctx.cancel_future(hold);
-                    }
                 }
                 Action::Truncated { after, resume_from } => {
                     Counters::add(&c.truncated, resume_from - after - 1);
@@ -345,12 +339,8 @@ impl Actor for WsSession {
             .deps
             .hub
             .join(self.user.clone(), self.device.clone(), self.id, handle);
-        lane::enter(self.id, self.out.clone());
-        ctx.spawn(Writer);
-        self.answer_hold = Some(ctx.run_later(ANSWER_HOLD, |act, _| {
-            act.answer_hold = None;
-            act.out().release_answer();
-        }));
+        lane::hand_over(self.id, self.out.clone());
+        ctx.spawn(Writer::new(ANSWER_HOLD));
         // Expiry and silence are checked more often than the ping interval so that a short
         // heartbeat timeout (tests) or an expiring token is acted on promptly.
         let tick = (self.deps.cfg.heartbeat() / 2).max(Duration::from_millis(10));
@@ -380,7 +370,7 @@ impl Actor for WsSession {
         Counters::sub(&self.deps.counters.sessions_live, 1);
         self.deps.counters.actor(ActorKind::Session).stopped();
         self.deps.counters.queues.unregister(self.id.0);
-        lane::leave(self.id);
+        lane::withdraw(self.id);
         self.deps.hub.leave(self.user.clone(), self.id);
     }
 }

@@ -13,7 +13,7 @@ use bytestring::ByteString;
 use tokio::io::AsyncReadExt;
 
 use super::inbound::Gate;
-use super::lane::{self, Direct};
+use super::lane::{self, Direct, Lane};
 use super::outbound::{Budget, Finished, Out, Outbound};
 use super::socket::Socket;
 use crate::frames::wire::encode_text;
@@ -46,18 +46,27 @@ async fn fresh(answer: &[u8]) -> (Rc<RefCell<Outbound>>, tokio::net::TcpStream) 
     (Rc::new(RefCell::new(out)), client)
 }
 
-/// A welcomed outbound side registered as session `id` (the welcome already read).
-async fn outbound(id: SessionId) -> (Rc<RefCell<Outbound>>, tokio::net::TcpStream) {
+/// A welcomed outbound side and its lane (the welcome already read).
+async fn outbound() -> (Rc<RefCell<Outbound>>, Lane, tokio::net::TcpStream) {
     let (out, mut client) = fresh(&[]).await;
     out.borrow_mut().welcome(text("welcome"));
-    lane::enter(id, out.clone());
+    let lane = handed_over(&out);
     drain(&out).await;
     let welcome = encode_text(&[text("welcome")]);
     assert_eq!(
         read_exactly(&mut client, welcome.bytes.len()).await,
         welcome.bytes
     );
-    (out, client)
+    (out, lane, client)
+}
+
+/// `out`'s lane, handed over and taken on this thread as a session and its shard do.
+fn handed_over(out: &Rc<RefCell<Outbound>>) -> Lane {
+    let id = SessionId::next();
+    lane::hand_over(id, out.clone());
+    let lane = lane::take(id).unwrap();
+    assert!(lane::take(id).is_none(), "a lane is taken once");
+    lane
 }
 
 /// Runs the writer until it has nothing left to write.
@@ -82,30 +91,27 @@ fn text(s: &str) -> ByteString {
 
 #[actix_rt::test]
 async fn a_broadcast_waits_behind_frames_the_session_queued() {
-    let id = SessionId::next();
-    let (out, mut client) = outbound(id).await;
+    let (out, lane, mut client) = outbound().await;
     out.borrow_mut().push(Out::Text(text("first")));
     let batch = encode_text(&[text("second")]);
-    assert_eq!(lane::with(|l| l.offer(id, &batch)), Direct::Busy);
+    assert_eq!(lane.offer(&batch), Direct::Busy);
     drain(&out).await;
-    assert_eq!(lane::with(|l| l.offer(id, &batch)), Direct::Written);
+    assert_eq!(lane.offer(&batch), Direct::Written);
     let first = encode_text(&[text("first")]);
     let want = [first.bytes.as_ref(), batch.bytes.as_ref()].concat();
     assert_eq!(read_exactly(&mut client, want.len()).await, want);
-    lane::leave(id);
 }
 
 #[actix_rt::test]
 async fn a_broadcast_the_socket_cannot_take_whole_is_finished_by_the_writer() {
-    let id = SessionId::next();
-    let (out, mut client) = outbound(id).await;
+    let (out, lane, mut client) = outbound().await;
     // Far more than a loopback socket buffers while the client reads nothing.
     let big = "x".repeat(60_000);
     let batch = encode_text(&[text(&big)]);
     let rounds = 400;
     let mut written = 0;
     for _ in 0..rounds {
-        match lane::with(|l| l.offer(id, &batch)) {
+        match lane.offer(&batch) {
             Direct::Written => written += 1,
             Direct::Busy => out.borrow_mut().push(Out::Encoded(batch.clone())),
             Direct::Dropped => panic!("not closing"),
@@ -123,19 +129,29 @@ async fn a_broadcast_the_socket_cannot_take_whole_is_finished_by_the_writer() {
     assert!(got
         .chunks(batch.bytes.len())
         .all(|c| c == batch.bytes.as_ref()));
-    lane::leave(id);
 }
 
 #[actix_rt::test]
-async fn a_closing_session_drops_broadcasts_and_a_stopped_one_is_not_reached() {
-    let id = SessionId::next();
-    let (out, _client) = outbound(id).await;
+async fn a_closing_session_drops_broadcasts() {
+    let (out, lane, _client) = outbound().await;
     let batch = encode_text(&[text("late")]);
     out.borrow_mut()
         .close(None, crate::frames::CloseReason::GoingAway);
-    assert_eq!(lane::with(|l| l.offer(id, &batch)), Direct::Dropped);
-    lane::leave(id);
-    assert_eq!(lane::with(|l| l.offer(id, &batch)), Direct::Busy);
+    assert_eq!(lane.offer(&batch), Direct::Dropped);
+}
+
+#[actix_rt::test]
+async fn a_lane_is_handed_over_on_its_own_thread_only() {
+    let (out, _client) = fresh(&[]).await;
+    let id = SessionId::next();
+    lane::hand_over(id, out.clone());
+    let elsewhere = std::thread::spawn(move || lane::take(id).is_some())
+        .join()
+        .unwrap();
+    assert!(!elsewhere);
+    lane::withdraw(id);
+    assert!(lane::take(id).is_none());
+    assert_eq!(Rc::strong_count(&out), 1);
 }
 
 /// Nothing has arrived at `client` (on loopback a write is in the peer's queue when it returns).
@@ -162,14 +178,13 @@ async fn the_upgrade_answer_leaves_with_the_welcome_which_goes_before_earlier_fr
 
 #[actix_rt::test]
 async fn a_released_answer_goes_alone_and_frames_still_wait_for_the_welcome() {
-    let id = SessionId::next();
     let (out, mut client) = fresh(ANSWER).await;
-    lane::enter(id, out.clone());
+    let lane = handed_over(&out);
     out.borrow_mut().release_answer();
     drain(&out).await;
     assert_eq!(read_exactly(&mut client, ANSWER.len()).await, ANSWER);
     let batch = encode_text(&[text("broadcast")]);
-    assert_eq!(lane::with(|l| l.offer(id, &batch)), Direct::Busy);
+    assert_eq!(lane.offer(&batch), Direct::Busy);
     out.borrow_mut().push(Out::Encoded(batch.clone()));
     drain(&out).await;
     assert!(nothing_arrived(&client));
@@ -178,7 +193,6 @@ async fn a_released_answer_goes_alone_and_frames_still_wait_for_the_welcome() {
     let welcome = encode_text(&[text("welcome")]);
     let want = [&welcome.bytes[..], &batch.bytes].concat();
     assert_eq!(read_exactly(&mut client, want.len()).await, want);
-    lane::leave(id);
 }
 
 #[actix_rt::test]

@@ -7,7 +7,7 @@ use actix::prelude::*;
 use super::Hub;
 use crate::actors::hub::batch::Next;
 use crate::actors::hub::Broadcast;
-use crate::actors::session::{with_lanes, Offered};
+use crate::actors::session::Offered;
 use crate::metrics::{ActorKind, Counters};
 
 impl Handler<Broadcast> for Hub {
@@ -37,23 +37,21 @@ impl Hub {
         let mut dropped = 0;
         let mut written = 0u64;
         let mut emptied = Vec::new();
-        with_lanes(|lanes| {
-            for (user, members) in self.users.iter_mut() {
-                let before = members.len();
-                members.retain(|m| {
-                    let offered = m.handle.offer_broadcast(lanes, &frames);
-                    written += u64::from(offered == Offered::Written);
-                    Hub::kept(m, offered, counters)
-                });
-                if members.len() < before {
-                    dropped += before - members.len();
-                    counters.users_by_sessions.moved(before, members.len());
-                }
-                if members.is_empty() {
-                    emptied.push(user.clone());
-                }
+        for (user, members) in self.users.iter_mut() {
+            let before = members.len();
+            members.retain(|m| {
+                let offered = m.handle.offer_broadcast(m.lane.as_ref(), &frames);
+                written += u64::from(offered == Offered::Written);
+                Hub::kept(m, offered, counters)
+            });
+            if members.len() < before {
+                dropped += before - members.len();
+                counters.users_by_sessions.moved(before, members.len());
             }
-        });
+            if members.is_empty() {
+                emptied.push(user.clone());
+            }
+        }
         // Frames a session took through its mailbox it counts itself.
         Counters::add(&counters.delivered, written * u64::from(frames.frames));
         self.sessions -= dropped;

@@ -21,7 +21,7 @@ use super::{
     Deliver, DevicePresence, Drain, GetStats, HubStats, Join, Leave, LocalUsers, Positions,
     Presence, Rebind, RebindAll, BINDING_FLUSH,
 };
-use crate::actors::session::{Offered, SessionHandle};
+use crate::actors::session::{Lane, Offered, SessionHandle};
 use crate::bindings::Bindings;
 use crate::clock::now_ms;
 use crate::frames::CloseReason;
@@ -32,6 +32,8 @@ struct Member {
     session: SessionId,
     device: DeviceId,
     handle: SessionHandle,
+    /// The session's own socket, when it runs on this shard's thread (broadcasts).
+    lane: Option<Lane>,
     connected_at_ms: u64,
 }
 
@@ -218,6 +220,7 @@ impl Handler<Join> for Hub {
         members.push(Member {
             session: msg.session,
             device: msg.device,
+            lane: msg.handle.take_lane(),
             handle: msg.handle,
             connected_at_ms: now_ms(),
         });

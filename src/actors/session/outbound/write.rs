@@ -3,6 +3,7 @@
 //! broadcast lane's write of already encoded frames.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -179,8 +180,8 @@ impl Outbound {
                 let mut buf = scratch.borrow_mut();
                 buf.clear();
                 if merge {
-                    buf.extend_from_slice(&self.unsent);
-                    self.unsent.clear();
+                    // Taken, not cleared: an idle session keeps no write buffer.
+                    buf.extend_from_slice(&std::mem::take(&mut self.unsent));
                 }
                 self.encode(&mut buf);
                 match self.socket.poll_write(task, &buf) {
@@ -204,8 +205,21 @@ impl Outbound {
 
 /// Drives [`Outbound::poll_write`] inside the session's own task (no extra task per
 /// socket). Once the close frame is out the reader goes on until the client closes its side
-/// (or the close grace period ends); a broken socket stops the actor at once.
-pub(in crate::actors::session) struct Writer;
+/// (or the close grace period ends); a broken socket stops the actor at once. While the
+/// upgrade's answer waits for the welcome it also keeps the timer that lets the answer go
+/// alone (dropped once the answer is out).
+pub(in crate::actors::session) struct Writer {
+    hold: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Writer {
+    /// A writer that lets the answer go alone after `hold`.
+    pub fn new(hold: std::time::Duration) -> Self {
+        Self {
+            hold: Some(Box::pin(tokio::time::sleep(hold))),
+        }
+    }
+}
 
 impl actix::ActorFuture<WsSession> for Writer {
     type Output = ();
@@ -217,7 +231,15 @@ impl actix::ActorFuture<WsSession> for Writer {
         task: &mut Context<'_>,
     ) -> Poll<()> {
         use actix::ActorContext;
-        match act.out.borrow_mut().poll_write(task) {
+        let this = self.get_mut();
+        let mut out = act.out.borrow_mut();
+        if let Some(hold) = &mut this.hold {
+            if !out.answer_held || hold.as_mut().poll(task).is_ready() {
+                out.release_answer();
+                this.hold = None;
+            }
+        }
+        match out.poll_write(task) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Finished::Closed) => Poll::Ready(()),
             Poll::Ready(Finished::Broken) => {
