@@ -21,10 +21,14 @@ use herald::store::{MessageStore, NewMessage, Target};
 use serde_json::{json, Value};
 
 const USERS: [&str; 4] = ["ada", "ben", "cy", "dee"];
-/// Messages posted to each user.
-const PER_USER: u64 = 60;
-/// POSTs in flight at once: enough to keep both commit slots busy and batches coalescing.
-const CONCURRENT: usize = 24;
+/// Batch POSTs, each of [`PER_BATCH`] messages (one per user in turn), in flight at once:
+/// more than 100 messages wait while an append runs, so group commit starts a second one
+/// alongside it (`ingest/batcher.rs`).
+const BATCHES: u64 = 24;
+const PER_BATCH: u64 = 60;
+/// Single keyed POSTs among them, each posted again once answered.
+const KEYED: u64 = 16;
+const CONCURRENT: usize = 12;
 
 fn overrides<'a>(url: &'a str, db: &'a str) -> Vec<(&'static str, &'a str)> {
     vec![
@@ -35,10 +39,39 @@ fn overrides<'a>(url: &'a str, db: &'a str) -> Vec<(&'static str, &'a str)> {
     ]
 }
 
-async fn post(node: &TestNode, body: Value) -> Value {
-    let (status, v) = node.post("/api/v1/messages", &body.to_string()).await;
+async fn post(node: &TestNode, path: &str, body: Value) -> Value {
+    let (status, v) = node.post(path, &body.to_string()).await;
     assert_eq!(status, 202, "{v}");
     v
+}
+
+/// Request `r`: a batch of PER_BATCH messages (payload = message number, to its user in
+/// turn), or past BATCHES a keyed single message and its retry; answers the retry's check.
+async fn request(node: &TestNode, r: u64) {
+    let user = |i: u64| USERS[(i % USERS.len() as u64) as usize];
+    if r < BATCHES {
+        let messages: Vec<Value> = (r * PER_BATCH..(r + 1) * PER_BATCH)
+            .map(|i| json!({"to": user(i), "payload": i}))
+            .collect();
+        let v = post(
+            node,
+            "/api/v1/messages/batch",
+            json!({ "messages": messages }),
+        )
+        .await;
+        assert_eq!(
+            v["results"].as_array().map(Vec::len),
+            Some(PER_BATCH as usize),
+            "{v}"
+        );
+        return;
+    }
+    let i = BATCHES * PER_BATCH + (r - BATCHES);
+    let body = json!({"to": user(i), "payload": i, "idempotency_key": format!("overlap-{i}")});
+    let first = post(node, "/api/v1/messages", body.clone()).await;
+    let retry = post(node, "/api/v1/messages", body).await;
+    assert_eq!(retry["id"], first["id"], "message {i}: the retry finds it");
+    assert_eq!(retry["duplicate"], true, "message {i}");
 }
 
 #[actix_rt::test]
@@ -53,41 +86,22 @@ async fn concurrent_posts_reach_each_user_once_in_seq_order_and_retries_find_the
         sockets.push(ws);
     }
 
-    // Message i goes to USERS[i % 4] with payload i; every fifth one carries an
-    // idempotency key and is posted again once answered, while the others flow.
-    let total = PER_USER * USERS.len() as u64;
-    let answers: Vec<(u64, Value, Option<Value>)> = futures_util::stream::iter(0..total)
-        .map(|i| {
-            let node = &node;
-            async move {
-                let to = USERS[(i % USERS.len() as u64) as usize];
-                let mut body = json!({"to": to, "payload": i});
-                if i % 5 == 0 {
-                    body["idempotency_key"] = json!(format!("overlap-{i}"));
-                }
-                let first = post(node, body.clone()).await;
-                let retry = if i % 5 == 0 {
-                    Some(post(node, body).await)
-                } else {
-                    None
-                };
-                (i, first, retry)
-            }
-        })
+    // Keyed singles interleaved with the batches.
+    let order: Vec<u64> = (0..BATCHES)
+        .flat_map(|k| std::iter::once(k).chain((k < KEYED).then_some(BATCHES + k)))
+        .collect();
+    futures_util::stream::iter(order)
+        .map(|r| request(&node, r))
         .buffer_unordered(CONCURRENT)
-        .collect()
+        .collect::<Vec<()>>()
         .await;
-    for (i, first, retry) in &answers {
-        if let Some(retry) = retry {
-            assert_eq!(retry["id"], first["id"], "message {i}: the retry finds it");
-            assert_eq!(retry["duplicate"], true, "message {i}");
-        }
-    }
 
-    for (user, ws) in USERS.iter().zip(sockets.iter_mut()) {
+    let total = BATCHES * PER_BATCH + KEYED;
+    let per_user = total / USERS.len() as u64;
+    for (k, (user, ws)) in USERS.iter().zip(sockets.iter_mut()).enumerate() {
         let mut seqs = Vec::new();
         let mut payloads = BTreeSet::new();
-        for _ in 0..PER_USER {
+        for _ in 0..per_user {
             let m = ws.next_of_type("message").await;
             seqs.push(m["seq"].as_u64().unwrap());
             assert!(
@@ -95,13 +109,12 @@ async fn concurrent_posts_reach_each_user_once_in_seq_order_and_retries_find_the
                 "{user}: a payload arrived twice: {m}"
             );
         }
-        let want: Vec<u64> = (1..=PER_USER).collect();
+        let want: Vec<u64> = (1..=per_user).collect();
         assert_eq!(seqs, want, "{user}: every seq once, in order, no hole");
-        let k = USERS.iter().position(|u| u == user).unwrap() as u64;
-        let sent: BTreeSet<u64> = (0..total).filter(|i| i % 4 == k).collect();
+        let sent: BTreeSet<u64> = (0..total).filter(|i| i % 4 == k as u64).collect();
         assert_eq!(payloads, sent, "{user}: every accepted message arrived");
         let (s, history) = node
-            .get(&format!("/api/v1/users/{user}/messages?since=0"))
+            .get(&format!("/api/v1/users/{user}/messages?since=0&limit=1000"))
             .await;
         assert_eq!(s, 200);
         let stored: Vec<u64> = history["messages"]
