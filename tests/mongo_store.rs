@@ -354,7 +354,7 @@ async fn reservation_pushed_out_of_the_counter_log_before_its_read_back_is_a_gap
         .append(vec![msg(&["alice"], None, 600, "1")])
         .await
         .unwrap();
-    // Eight later reservations push this append's entry out of alice's log of eight.
+    // Eight later reservations push this append's entry out of alice's log of four.
     let (store, seen) = raced_store(&fx, other, 8).await;
     let out = store
         .append(vec![msg(&["alice"], None, 600, "3")])

@@ -6,6 +6,7 @@
 //! and never fails the request (a message that cannot be pushed now is replayed on the
 //! device's next connection).
 
+mod batcher;
 pub mod commit;
 pub mod validate;
 

@@ -24,6 +24,10 @@
 //!    Only logged on failure: the messages are durable, and a retry then completes the
 //!    still-pending claim, which re-stores nothing.
 //!
+//! Steps 2-4 take turns with the other appends of the store (`turns.rs`): one reserves at
+//! a time, in the order they came, and they answer in that order, so a batch's insert runs
+//! while the next batch reserves and the node still hands out each user's seqs in order.
+//!
 //! So a key is answered as a duplicate only once its message was stored; a 503 never
 //! leaves a key that blocks its retry; and a retry after an ambiguous failure (a timeout
 //! after the server wrote) finds its copies instead of storing new ones. A completion
@@ -35,6 +39,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::error::MongoError;
+use super::reservation::Block;
 use super::{seq_field, MongoStore};
 use crate::clock::now_ms;
 use crate::frames::Frame;
@@ -101,33 +106,33 @@ impl MongoStore {
 
         self.claim_keys(&batch, &mut items, now).await?;
         self.load_stored_copies(&batch, &mut items).await?;
-        let blocks = self.reserve_seqs(&batch, &items).await?;
-        self.store_messages(&batch, &mut items, &blocks).await?;
-        self.finalize_claims(&batch, &items).await;
+        // Reserve in turn, store alongside the next append's reservation, answer in turn
+        // (`turns.rs`): a failure answers in its turn too.
+        let (reserving, turn) = self.turns.reserve().await;
+        let blocks = self.reserve_seqs(&batch, &items).await;
+        drop(reserving);
+        let stored = match blocks {
+            Ok(blocks) => self.store_batch(&batch, &mut items, blocks).await,
+            Err(e) => Err(e),
+        };
+        turn.answer(stored).await?;
+        Ok(answers(items, &batch))
+    }
+
+    /// Steps 3 and 4, and the retention bookkeeping of the blocks stored.
+    async fn store_batch(
+        &self,
+        batch: &[NewMessage],
+        items: &mut [Item],
+        blocks: HashMap<UserId, Block>,
+    ) -> Result<(), MongoError> {
+        self.store_messages(batch, items, &blocks).await?;
+        self.finalize_claims(batch, items).await;
         for (user, (first, n)) in &blocks {
             self.trimmer.note(user, *first, first + n - 1);
         }
         self.trimmer.kick();
-
-        let mut out: Vec<Accepted> = Vec::with_capacity(items.len());
-        for (item, msg) in items.into_iter().zip(&batch) {
-            let accepted = match item.fate {
-                Fate::Store { .. } => Accepted {
-                    id: item.id,
-                    recipients: match &msg.target {
-                        Target::Users(users) => users.len(),
-                        Target::Broadcast => 0,
-                    },
-                    duplicate: false,
-                    deliveries: item.deliveries,
-                    broadcast: item.broadcast,
-                },
-                Fate::Duplicate { recipients } => duplicate(item.id, recipients),
-                Fate::SameBatch(j) => duplicate(out[j].id.clone(), out[j].recipients),
-            };
-            out.push(accepted);
-        }
-        Ok(out)
+        Ok(())
     }
 
     /// For messages completing an earlier append: the copies it stored already keep their
@@ -175,6 +180,29 @@ impl MongoStore {
 /// `_id` of a message's copy for `user`; a message id is a UUID, so no two pairs collide.
 pub(super) fn copy_id(id: &str, user: &UserId) -> String {
     format!("{id}:{user}")
+}
+
+/// The answer to each message of `batch`, in order, once its `items` are settled.
+fn answers(items: Vec<Item>, batch: &[NewMessage]) -> Vec<Accepted> {
+    let mut out: Vec<Accepted> = Vec::with_capacity(items.len());
+    for (item, msg) in items.into_iter().zip(batch) {
+        let accepted = match item.fate {
+            Fate::Store { .. } => Accepted {
+                id: item.id,
+                recipients: match &msg.target {
+                    Target::Users(users) => users.len(),
+                    Target::Broadcast => 0,
+                },
+                duplicate: false,
+                deliveries: item.deliveries,
+                broadcast: item.broadcast,
+            },
+            Fate::Duplicate { recipients } => duplicate(item.id, recipients),
+            Fate::SameBatch(j) => duplicate(out[j].id.clone(), out[j].recipients),
+        };
+        out.push(accepted);
+    }
+    out
 }
 
 fn duplicate(id: Arc<str>, recipients: usize) -> Accepted {

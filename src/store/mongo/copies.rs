@@ -92,7 +92,6 @@ impl MongoStore {
                             "_id": copy_id(&item.id, user),
                             "user": user.as_str(),
                             "seq": to_i64(*seq),
-                            "id": &*item.id,
                             "frame": &*frame.to_text(),
                             "expires_at": expires,
                             "at": at,

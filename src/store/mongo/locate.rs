@@ -1,5 +1,6 @@
-//! Finding one message's copies by its id, for its delivery status: one query on the `id`
-//! index, then the recipients' counters, against which each copy is judged still stored
+//! Finding one message's copies by its id, for its delivery status: one range query on
+//! `_id` (a copy's `_id` is `"<id>:<user>"`, so a message's copies are the `_id`s from
+//! `"<id>:"` up to `"<id>;"`: `;` follows `:` in byte order and a UUID holds neither), then the recipients' counters, against which each copy is judged still stored
 //! (unexpired and above its user's retention floor, exactly what a read would return) or
 //! not. Copies the TTL monitor or the trimmer already deleted are simply not found.
 
@@ -29,7 +30,7 @@ impl MongoStore {
     ) -> Result<Vec<MessageCopy>, MongoError> {
         // Judged against the instant the lookup starts, as a read judges expiry.
         let started = now_ms();
-        let filter = doc! {"id": id.as_str()};
+        let filter = copies_of(id.as_str());
         let docs: Vec<RawDocumentBuf> = call(self.op_timeout, OP, || async {
             self.messages
                 .find(filter.clone())
@@ -47,6 +48,11 @@ impl MongoStore {
         let last_seqs = self.load_counters(&users).await?;
         Ok(judge(found, &last_seqs, self.max_per_user, started))
     }
+}
+
+/// The `_id` range holding every copy of message `id`, and nothing else.
+fn copies_of(id: &str) -> mongodb::bson::Document {
+    doc! {"_id": {"$gte": format!("{id}:"), "$lt": format!("{id};")}}
 }
 
 fn parse(d: &RawDocumentBuf) -> Result<Found, MongoError> {
@@ -100,6 +106,21 @@ mod tests {
             .iter()
             .map(|c| c.stored)
             .collect()
+    }
+
+    #[test]
+    fn the_id_range_of_a_message_holds_its_copies_and_no_other_message() {
+        let id = "0192f4c8-0000-7000-8000-000000000001";
+        let other = "0192f4c8-0000-7000-8000-000000000002";
+        let range = copies_of(id);
+        let r = range.get_document("_id").unwrap();
+        let (lo, hi) = (r.get_str("$gte").unwrap(), r.get_str("$lt").unwrap());
+        let within = |s: &str| lo <= s && s < hi;
+        for user in ["a", "zz", "~", "user-9000"] {
+            assert!(within(&format!("{id}:{user}")), "{user}");
+            assert!(!within(&format!("{other}:{user}")), "{user}");
+        }
+        assert!(!within(id), "the bare id is no copy");
     }
 
     #[test]

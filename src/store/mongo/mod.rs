@@ -10,11 +10,17 @@
 //!
 //! | collection | one document | indexes |
 //! | --- | --- | --- |
-//! | `messages` | one user's copy of a message: `{_id: "<id>:<user>", user, seq: long, id, frame, expires_at: Date, at: long}`; `frame` is the exact WebSocket frame, so replay is byte-identical to the live push; `at` (unix ms) is when its seq was reserved | `_id`; unique `user_seq` `{user: 1, seq: 1}` (serves every read); `id` `{id: 1}` (serves `locate`, a message's delivery status); TTL `expires_at_ttl` `{expires_at: 1}`, expireAfterSeconds 0 |
-//! | `counters` | `{_id: user, seq: long, at: long, r: [{t: long, s: long}]}`: the newest seq handed out to the user, when (unix ms) the latest block was reserved (see `read.rs`), and the last 8 reservations (a round's random tag and its block's last seq), from which an append reads back the block its multi-document update reserved (see `seqs.rs`) | `_id` |
+//! | `messages` | one user's copy of a message: `{_id: "<id>:<user>", user, seq: long, frame, expires_at: Date, at: long}`; `frame` is the exact WebSocket frame, so replay is byte-identical to the live push; `at` (unix ms) is when its seq was reserved | `_id` (also serves `locate`, a message's delivery status: the range [`<id>:`, `<id>;`)); unique `user_seq` `{user: 1, seq: 1}` (serves every read); TTL `expires_at_ttl` `{expires_at: 1}`, expireAfterSeconds 0 |
+//! | `counters` | `{_id: user, seq: long, at: long, l: [tag: long, s: long, …]}`: the newest seq handed out to the user, when (unix ms) the latest block was reserved (see `read.rs`), and the last 4 reservations as flat pairs (a round's random tag and its block's last seq), from which an append reads back the block its multi-document update reserved (see `seqs.rs`; counters written by earlier versions also hold `r`, their log of 8 `{t, s}`, no longer used) | `_id` |
 //! | `idempotency` | a claimed key: `{_id: key, id, ts: long, recipients: long, state: "pending" \| "done", expires_at: Date}` | `_id`; TTL `expires_at_ttl`, expireAfterSeconds 0 |
 //! | `cursors` | a device's ack position: `{_id: "<user>/<device>", user, device, seq: long}` | `_id` (also serves all of a user's cursors: the `_id` range [`<user>/`, `<user>0`)) |
 //! | `broadcasts` | one marker per stored broadcast with an idempotency key: `{_id: id, expires_at: Date}`, kept as long as its claim. Broadcasts are live only and never replayed (no frame is kept); the marker's unique `_id` is how an idempotent retry that completes an earlier append learns that the broadcast was already stored (and possibly pushed), so it is not pushed twice | `_id`; TTL `expires_at_ttl`, expireAfterSeconds 0 |
+//!
+//! Each index of `messages` costs every copy stored (on SecantusDB about 10-15 µs of
+//! server CPU per copy and index), so there are no others: earlier versions kept a message's
+//! id in an `id` field with its own index; new copies lack the field, and an `id` index
+//! left from them can be dropped (`db.messages.dropIndex("id")`) once every node runs this
+//! version (an older node's delivery-status lookups miss the copies newer nodes store).
 //!
 //! Every TTL index is on an absolute `expires_at` with expireAfterSeconds 0, so changing a
 //! TTL or the idempotency window never needs an index rebuilt. The TTL monitor deletes
@@ -55,6 +61,7 @@ mod read;
 mod reservation;
 mod retention;
 mod seqs;
+mod turns;
 
 use std::future::{Future, IntoFuture};
 use std::time::Duration;
@@ -98,6 +105,8 @@ pub struct MongoStore {
     op_timeout: Duration,
     /// Deletes messages that fell out of retention, in the background.
     trimmer: Trimmer,
+    /// Concurrent appends reserve one at a time and answer in that order (`turns.rs`).
+    turns: turns::Turns,
     /// Test hook run between a page's query and its verdict (see [`AfterFind`]).
     after_find: Option<AfterFind>,
     /// Test hook run between a seq round's counter read and its compare-and-set.
@@ -174,6 +183,7 @@ impl MongoStore {
             op_timeout,
             after_find: None,
             after_counters: None,
+            turns: turns::Turns::default(),
         };
         store.ensure_indexes().await?;
         Ok(store)
@@ -220,17 +230,13 @@ impl MongoStore {
                     .build(),
             )
             .build();
-        let by_id = IndexModel::builder()
-            .keys(doc! {"id": 1})
-            .options(IndexOptions::builder().name("id".to_string()).build())
-            .build();
         // Index builds answer slower than reads and writes on a busy server; an unreachable
         // one still fails within op_timeout (the driver's server selection timeout).
         let t = self.op_timeout.max(INDEX_TIMEOUT);
         tokio::try_join!(
             call(t, "create message indexes", || self
                 .messages
-                .create_indexes([user_seq.clone(), by_id.clone(), ttl()])
+                .create_indexes([user_seq.clone(), ttl()])
                 .into_future()),
             call(t, "create idempotency index", || self
                 .claims

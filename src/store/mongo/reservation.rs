@@ -8,12 +8,12 @@ use mongodb::bson::raw::ValueAccessErrorKind;
 use mongodb::bson::RawDocumentBuf;
 
 use super::error::MongoError;
-use super::{seq_field, AsRawOrDoc};
 use crate::ids::{Seq, UserId};
+use mongodb::bson::RawBsonRef;
 
-/// Reservations a counter remembers in `r`: a round's read-back must come before this many
+/// Reservations a counter remembers in `l`: a round's read-back must come before this many
 /// later reservations of the same user.
-pub const LOG_LEN: usize = 8;
+pub const LOG_LEN: usize = 4;
 
 /// A user's block: its first seq and how many.
 pub type Block = (Seq, u64);
@@ -119,23 +119,27 @@ impl Reservation {
     }
 }
 
-/// A counter's `r`: its entries `{t, s}` in order; none when the field is absent.
+/// A counter's `l`: its `[tag, s, tag, s, …]` pairs in order; none when the field is absent.
 pub fn parse_log(d: &RawDocumentBuf, op: &'static str) -> Result<Log, MongoError> {
-    let r = match d.get_array("r") {
-        Ok(r) => r,
+    let l = match d.get_array("l") {
+        Ok(l) => l,
         Err(e) if matches!(e.kind, ValueAccessErrorKind::NotPresent) => return Ok(Vec::new()),
-        Err(_) => return Err(MongoError::reply(op, "`r` is not an array")),
+        Err(_) => return Err(MongoError::reply(op, "`l` is not an array")),
+    };
+    let number = |v: Option<Result<RawBsonRef<'_>, _>>| match v {
+        Some(Ok(RawBsonRef::Int64(n))) => Some(n),
+        Some(Ok(RawBsonRef::Int32(n))) => Some(n.into()),
+        _ => None,
     };
     let mut log = Vec::new();
-    for entry in r {
-        let entry = entry
-            .ok()
-            .and_then(|e| e.as_document())
-            .ok_or_else(|| MongoError::reply(op, "a reservation is not a document"))?;
-        let tag = entry
-            .number("t")
-            .ok_or_else(|| MongoError::reply(op, "a reservation without a tag"))?;
-        log.push((tag, seq_field(entry, "s", op)?));
+    let mut items = l.into_iter();
+    while let Some(tag) = items.next() {
+        let bad = || MongoError::reply(op, "a reservation is not a (tag, seq) pair of numbers");
+        let tag = number(Some(tag)).ok_or_else(bad)?;
+        let last = number(items.next())
+            .and_then(|s| u64::try_from(s).ok())
+            .ok_or_else(bad)?;
+        log.push((tag, last));
     }
     Ok(log)
 }
@@ -236,11 +240,16 @@ mod tests {
     }
 
     #[test]
-    fn a_log_is_read_in_order_and_a_counter_without_one_has_an_empty_log() {
-        let d = rawdoc! {"_id": "a", "r": [{"t": 5_i64, "s": 3_i64}, {"t": 6_i64, "s": 4_i32}]};
+    fn a_log_is_read_pair_by_pair_in_order_and_a_counter_without_one_has_an_empty_log() {
+        let d = rawdoc! {"_id": "a", "l": [5_i64, 3_i64, 6_i64, 4_i32]};
         assert_eq!(parse_log(&d, "t").unwrap(), [(5, 3), (6, 4)]);
         assert!(parse_log(&rawdoc! {"_id": "a"}, "t").unwrap().is_empty());
-        assert!(parse_log(&rawdoc! {"_id": "a", "r": 1}, "t").is_err());
-        assert!(parse_log(&rawdoc! {"_id": "a", "r": [{"s": 1_i64}]}, "t").is_err());
+        assert!(parse_log(&rawdoc! {"_id": "a", "l": 1}, "t").is_err());
+        assert!(
+            parse_log(&rawdoc! {"_id": "a", "l": [5_i64]}, "t").is_err(),
+            "half a pair"
+        );
+        assert!(parse_log(&rawdoc! {"_id": "a", "l": [5_i64, -1_i64]}, "t").is_err());
+        assert!(parse_log(&rawdoc! {"_id": "a", "l": [{"t": 5_i64, "s": 3_i64}]}, "t").is_err());
     }
 }

@@ -10,12 +10,12 @@
 //! {q: {_id: {$in: <users needing n>}}, multi: true, u: [{$set: {
 //!     seq: {$add: ["$seq", n]},
 //!     at:  {$max: ["$at", <now>]},
-//!     r:   {$concatArrays: [{$slice: [{$ifNull: ["$r", []]}, -7]},
-//!                           [{t: <tag>, s: {$add: ["$seq", n]}}]]}}}]}
+//!     l:   {$concatArrays: [{$slice: [{$ifNull: ["$l", []]}, -6]},
+//!                           [<tag>, {$add: ["$seq", n]}]]}}}]}
 //! ```
 //!
 //! Each counter document is updated atomically, so its `seq` moves by exactly `n` and the
-//! entry appended to its reservation log `r` records the block's last seq `s` as that very
+//! entry appended to its reservation log `l` records the block's last seq `s` as that very
 //! update computed it: the block `s - n + 1 ..= s` is this append's alone, exactly as if
 //! `findAndModify $inc` had returned it. One `find` of the users' logs then reads the `s`
 //! of this round's tag for each user. A user without a counter is not matched; the
@@ -29,6 +29,16 @@
 //! `at` is stamped (`$max`) before each reservation, so `read.rs`'s evidence is unchanged.
 //! `s` is absolute, so writers that do not log (the fallback `$inc`, the counter repair's
 //! `$max`, a node of an older version during a rolling upgrade) cannot make it wrong.
+//!
+//! The log is flat, `[tag, s, tag, s, …]`, the newest [`LOG_LEN`] (4) pairs: SecantusDB
+//! diffs every document a pipeline update changes to describe the change, and a log of
+//! sub-documents made that diff most of the update's cost (store CPU per user of a batch:
+//! 8 `{t, s}` entries ~55-80 µs, 4 flat pairs ~30 µs, a plain `$inc` without any log
+//! ~20-38 µs). Four are plenty: a node reserves one batch at a time (`turns.rs`), so only
+//! reservations of other nodes can come between an update and its read-back. Versions
+//! before the flat log kept `r: [{t, s}]` (8 entries); they still find their own entries
+//! there while a rolling upgrade runs, and this version neither reads nor writes `r`:
+//! both logs record absolute seqs, so neither version's writes can make the other's wrong.
 //!
 //! Measured on SecantusDB (store CPU per user of a 16-user batch): `findAndModify` per
 //! user ~165 µs; a compare-and-set `update` with one upsert statement per user plus the
@@ -143,7 +153,8 @@ impl MongoStore {
         // Stamped before the reservation, and so no earlier than this append's start: a
         // reader takes the counter as final one budget after the latest stamp (`read.rs`).
         let at = to_i64(now_ms());
-        let keep = -(LOG_LEN as i64 - 1);
+        // The newest LOG_LEN - 1 pairs stay, this round's pair follows.
+        let keep = -(2 * (LOG_LEN as i64 - 1));
         let mut updates: Vec<Document> = Vec::new();
         for (n, users) in res.by_count() {
             let n = to_i64(n);
@@ -154,9 +165,9 @@ impl MongoStore {
                     "u": [{"$set": {
                         "seq": {"$add": ["$seq", n]},
                         "at": {"$max": ["$at", at]},
-                        "r": {"$concatArrays": [
-                            {"$slice": [{"$ifNull": ["$r", []]}, keep]},
-                            [{"t": tag, "s": {"$add": ["$seq", n]}}],
+                        "l": {"$concatArrays": [
+                            {"$slice": [{"$ifNull": ["$l", []]}, keep]},
+                            [tag, {"$add": ["$seq", n]}],
                         ]},
                     }}],
                     "multi": true,
@@ -180,7 +191,7 @@ impl MongoStore {
     async fn read_logs(&self, users: &[(UserId, u64)]) -> Result<HashMap<String, Log>, MongoError> {
         const OP: &str = "read seq reservations";
         let ids: Vec<&str> = users.iter().map(|(u, _)| u.as_str()).collect();
-        let found = self.counters_by_id(&ids, doc! {"r": 1}, OP).await?;
+        let found = self.counters_by_id(&ids, doc! {"l": 1}, OP).await?;
         let mut logs = HashMap::with_capacity(found.len());
         for d in &found {
             let id = d
@@ -203,7 +214,7 @@ impl MongoStore {
             .iter()
             .map(|(user, n)| {
                 doc! {"_id": user.as_str(), "seq": to_i64(*n), "at": at,
-                "r": [{"t": tag, "s": to_i64(*n)}]}
+                "l": [tag, to_i64(*n)]}
             })
             .collect();
         call(self.op_timeout, "create seq counters", || async {
