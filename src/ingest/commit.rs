@@ -42,10 +42,7 @@ pub enum Appender {
     /// Every call goes straight to the store (cheap in-process appends).
     Direct(Arc<dyn MessageStore>),
     /// Calls are queued to the group-commit task.
-    Batched(
-        mpsc::UnboundedSender<(Vec<NewMessage>, Reply)>,
-        Arc<Counters>,
-    ),
+    Batched(mpsc::UnboundedSender<Request>, Arc<Counters>),
 }
 
 impl Appender {
@@ -76,7 +73,7 @@ impl Appender {
 
 async fn run(
     store: Arc<dyn MessageStore>,
-    mut rx: mpsc::UnboundedReceiver<(Vec<NewMessage>, Reply)>,
+    mut rx: mpsc::UnboundedReceiver<Request>,
     counters: Arc<Counters>,
 ) {
     let stats = counters.actor(ActorKind::GroupCommit);

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use actix::prelude::*;
 use bytestring::ByteString;
 
+use super::lane;
 pub use super::lane::Lane;
-use super::lane::{self, Direct};
+use super::outbound::Through;
 use crate::frames::wire::Encoded;
 use crate::frames::{CloseReason, Frame};
 use crate::ids::{Seq, SessionId};
@@ -81,10 +82,10 @@ impl SessionHandle {
     /// when nothing waits ahead of them on the session's thread, else through the mailbox.
     /// `lane`: the session's lane, taken with [`SessionHandle::take_lane`].
     pub fn offer_broadcast(&self, lane: Option<&Lane>, frames: &Encoded) -> Offered {
-        match lane.map_or(Direct::Busy, |l| l.offer(frames)) {
-            Direct::Written => Offered::Written,
-            Direct::Dropped => Offered::Taken,
-            Direct::Busy => self.offer(Push::Broadcast(frames.clone())),
+        match lane.map_or(Through::Busy, |l| l.offer(frames)) {
+            Through::Written => Offered::Written,
+            Through::Closing => Offered::Taken,
+            Through::Busy => self.offer(Push::Broadcast(frames.clone())),
         }
     }
 

@@ -42,28 +42,13 @@ pub fn take(id: SessionId) -> Option<Lane> {
 /// A session's outbound side as its shard reaches it.
 pub struct Lane(Rc<RefCell<Outbound>>);
 
-/// What became of a broadcast offered through the lane.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direct {
-    /// On its way to the socket: written, or its unwritten rest left to the writer.
-    Written,
-    /// The session is closing: like its mailbox path, it drops the frames.
-    Dropped,
-    /// Frames wait ahead of it: use the mailbox.
-    Busy,
-}
-
 impl Lane {
-    /// Offers `frames` to the session directly.
-    pub fn offer(&self, frames: &Encoded) -> Direct {
+    /// Offers `frames` to the session directly ([`Through::Busy`]: use the mailbox).
+    pub fn offer(&self, frames: &Encoded) -> Through {
         // The session's own task is not running: the shard calls this from its handler.
-        let Ok(mut out) = self.0.try_borrow_mut() else {
-            return Direct::Busy;
-        };
-        match out.write_through(&frames.bytes) {
-            Through::Written => Direct::Written,
-            Through::Closing => Direct::Dropped,
-            Through::Busy => Direct::Busy,
+        match self.0.try_borrow_mut() {
+            Ok(mut out) => out.write_through(&frames.bytes),
+            Err(_) => Through::Busy,
         }
     }
 }

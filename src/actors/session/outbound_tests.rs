@@ -13,8 +13,8 @@ use bytestring::ByteString;
 use tokio::io::AsyncReadExt;
 
 use super::inbound::Gate;
-use super::lane::{self, Direct, Lane};
-use super::outbound::{Budget, Finished, Out, Outbound};
+use super::lane::{self, Lane};
+use super::outbound::{Budget, Finished, Out, Outbound, Through};
 use super::socket::Socket;
 use crate::frames::wire::encode_text;
 use crate::ids::SessionId;
@@ -94,9 +94,9 @@ async fn a_broadcast_waits_behind_frames_the_session_queued() {
     let (out, lane, mut client) = outbound().await;
     out.borrow_mut().push(Out::Text(text("first")));
     let batch = encode_text(&[text("second")]);
-    assert_eq!(lane.offer(&batch), Direct::Busy);
+    assert_eq!(lane.offer(&batch), Through::Busy);
     drain(&out).await;
-    assert_eq!(lane.offer(&batch), Direct::Written);
+    assert_eq!(lane.offer(&batch), Through::Written);
     let first = encode_text(&[text("first")]);
     let want = [first.bytes.as_ref(), batch.bytes.as_ref()].concat();
     assert_eq!(read_exactly(&mut client, want.len()).await, want);
@@ -112,9 +112,9 @@ async fn a_broadcast_the_socket_cannot_take_whole_is_finished_by_the_writer() {
     let mut written = 0;
     for _ in 0..rounds {
         match lane.offer(&batch) {
-            Direct::Written => written += 1,
-            Direct::Busy => out.borrow_mut().push(Out::Encoded(batch.clone())),
-            Direct::Dropped => panic!("not closing"),
+            Through::Written => written += 1,
+            Through::Busy => out.borrow_mut().push(Out::Encoded(batch.clone())),
+            Through::Closing => panic!("not closing"),
         }
     }
     assert!(written >= 1);
@@ -137,7 +137,7 @@ async fn a_closing_session_drops_broadcasts() {
     let batch = encode_text(&[text("late")]);
     out.borrow_mut()
         .close(None, crate::frames::CloseReason::GoingAway);
-    assert_eq!(lane.offer(&batch), Direct::Dropped);
+    assert_eq!(lane.offer(&batch), Through::Closing);
 }
 
 #[actix_rt::test]
@@ -184,7 +184,7 @@ async fn a_released_answer_goes_alone_and_frames_still_wait_for_the_welcome() {
     drain(&out).await;
     assert_eq!(read_exactly(&mut client, ANSWER.len()).await, ANSWER);
     let batch = encode_text(&[text("broadcast")]);
-    assert_eq!(lane.offer(&batch), Direct::Busy);
+    assert_eq!(lane.offer(&batch), Through::Busy);
     out.borrow_mut().push(Out::Encoded(batch.clone()));
     drain(&out).await;
     assert!(nothing_arrived(&client));

@@ -35,12 +35,13 @@ enum Wire {
 }
 
 /// What [`Outbound::write_through`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Through {
     /// Written, or what the socket did not take left to the writer.
     Written,
-    /// Closing: dropped.
+    /// Closing: dropped, as the session drops every frame once it closes.
     Closing,
-    /// Frames or bytes wait ahead: nothing done.
+    /// Frames or bytes wait ahead: nothing done (the caller uses the mailbox).
     Busy,
 }
 
