@@ -289,6 +289,16 @@ impl Run {
                 report.unsent,
                 report.loss
             );
+            for (reason, n) in &report.refusals {
+                eprintln!("bench: {n} requests refused {reason}");
+            }
+            if report.refusals.keys().any(|r| r.ends_with(" rate_limited")) {
+                eprintln!(
+                    "bench: the node's per-key limit capped this run; lift it to measure \
+                     capacity (HERALD_INGEST__KEY_REQUESTS_PER_S=0, \
+                     HERALD_INGEST__KEY_MESSAGES_PER_S=0)"
+                );
+            }
         }
         report.elapsed_secs = r3(self.started.elapsed().as_secs_f64());
         report
@@ -342,6 +352,7 @@ impl Run {
             report.publish_failed = o.failed;
             report.unsent = o.unsent;
             report.http_status = o.http_status;
+            report.refusals = o.refusals;
             report.publish_errors = o.errors;
         }
         report.expected = match a.mode {

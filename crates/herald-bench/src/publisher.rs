@@ -120,6 +120,9 @@ pub struct Outcome {
     pub unsent: u64,
     /// Responses by status code.
     pub http_status: BTreeMap<String, u64>,
+    /// Refused requests by status and error code (`429 rate_limited`), so a run cut short by
+    /// one of the node's own limits says which.
+    pub refusals: Reasons,
     /// Transport errors by kind.
     pub errors: Reasons,
     /// Unix micros of the first request.
@@ -135,6 +138,7 @@ impl Outcome {
         self.failed += o.failed;
         self.unsent += o.unsent;
         merge_reasons(&mut self.http_status, &o.http_status);
+        merge_reasons(&mut self.refusals, &o.refusals);
         merge_reasons(&mut self.errors, &o.errors);
     }
 }
@@ -154,7 +158,10 @@ impl Outcome {
                     202 if mode != Mode::Batch => n,
                     202 | 207 => serde_json::from_slice::<BatchAnswer>(&r.body)
                         .map_or(0, |b| b.accepted.min(n)),
-                    _ => 0,
+                    status => {
+                        bump(&mut self.refusals, &refusal(status, &r.body), 1);
+                        0
+                    }
                 })
             }
             Err(e) => {
@@ -167,6 +174,23 @@ impl Outcome {
                 None
             }
         }
+    }
+}
+
+/// `"<status> <code>"` of a refused request, from the node's error body
+/// (`{"error":{"code":…}}`); the status alone when the body is not one.
+fn refusal(status: u16, body: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct Body {
+        error: Code,
+    }
+    #[derive(Deserialize)]
+    struct Code {
+        code: String,
+    }
+    match serde_json::from_slice::<Body>(body) {
+        Ok(b) => format!("{status} {}", b.error.code),
+        Err(_) => status.to_string(),
     }
 }
 
@@ -323,5 +347,25 @@ mod tests {
         assert_eq!(v["broadcast"], true);
         assert!(v.get("to").is_none());
         assert_eq!(v["payload"]["p"].as_str().unwrap().len(), 100);
+    }
+
+    #[test]
+    fn refused_requests_are_counted_by_status_and_error_code() {
+        let mut out = Outcome::default();
+        let answer = |status: u16, body: &str| {
+            Ok(Response {
+                status,
+                body: body.as_bytes().to_vec(),
+            })
+        };
+        let limited = r#"{"error":{"code":"rate_limited","message":"slow down"}}"#;
+        assert_eq!(out.tally(Mode::Targeted, 1, answer(429, limited)), Some(0));
+        assert_eq!(out.tally(Mode::Targeted, 1, answer(429, limited)), Some(0));
+        assert_eq!(out.tally(Mode::Targeted, 1, answer(502, "<html>")), Some(0));
+        assert_eq!(out.tally(Mode::Targeted, 1, answer(202, "{}")), Some(1));
+        assert_eq!(out.refusals.get("429 rate_limited"), Some(&2));
+        assert_eq!(out.refusals.get("502"), Some(&1));
+        assert_eq!(out.refusals.len(), 2, "accepted answers are no refusals");
+        assert_eq!(out.http_status.get("202"), Some(&1));
     }
 }

@@ -94,6 +94,9 @@ pub struct Report {
     pub publish_failed: u64,
     pub unsent: u64,
     pub http_status: BTreeMap<String, u64>,
+    /// Refused requests by status and the node's error code (`429 rate_limited`: the
+    /// node's per-key limit, `ingest.key_requests_per_s`, capped the run).
+    pub refusals: Reasons,
     pub publish_errors: Reasons,
     // deliveries
     /// Sessions open when publishing started.
