@@ -1,5 +1,6 @@
 //! The `herald` binary: `serve` drains on SIGTERM and exits 0, `token` mints usable tokens,
-//! and bad configuration fails at startup naming the key.
+//! bad configuration fails at startup naming the key, and `bench` hands its arguments to the
+//! load generator beside it.
 
 mod common;
 
@@ -134,4 +135,75 @@ fn minted_token_carries_user_device_and_expiry() {
     assert_eq!(id.device.unwrap().as_str(), "tablet");
     let left = id.expires_at - herald::clock::now_s();
     assert!((7190..=7200).contains(&left), "{left}");
+}
+
+/// The `herald` binary alone in a fresh directory (nothing beside it, an empty `PATH`),
+/// removed on drop.
+struct Lone(std::path::PathBuf);
+
+impl Lone {
+    fn new(tag: &str) -> Lone {
+        let dir = std::env::temp_dir().join(format!("herald-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // A hard link where it can be (the debug binary is large), a copy across devices.
+        let (bin, lone) = (env!("CARGO_BIN_EXE_herald"), dir.join("herald"));
+        if std::fs::hard_link(bin, &lone).is_err() {
+            std::fs::copy(bin, &lone).unwrap();
+        }
+        Lone(dir)
+    }
+
+    fn herald(&self) -> Command {
+        let mut c = Command::new(self.0.join("herald"));
+        c.env_remove("RUST_LOG").env("PATH", "/nonexistent");
+        c
+    }
+}
+
+impl Drop for Lone {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn bench_hands_its_arguments_to_the_load_generator_beside_it_and_returns_its_exit_code() {
+    use std::os::unix::fs::PermissionsExt;
+    let lone = Lone::new("bench-found");
+    let args_file = lone.0.join("args");
+    let fake = lone.0.join("herald-bench");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\nexit 7\n",
+            args_file.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = lone
+        .herald()
+        .args(["bench", "preset", "targeted", "--rate", "100", "--help"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    let passed = std::fs::read_to_string(&args_file).unwrap();
+    assert_eq!(
+        passed.lines().collect::<Vec<_>>(),
+        ["preset", "targeted", "--rate", "100", "--help"]
+    );
+}
+
+#[test]
+fn bench_without_the_load_generator_says_how_to_build_it_and_exits_one() {
+    let lone = Lone::new("bench-missing");
+    let out = lone.herald().args(["bench", "run"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("herald-bench"), "{err}");
+    assert!(
+        err.contains("cargo build --release -p herald-bench"),
+        "{err}"
+    );
 }

@@ -1,5 +1,5 @@
-//! Command line: `herald serve`, `herald token` and `herald auth check` (`auth_check.rs`;
-//! the load generator is `herald-bench`).
+//! Command line: `herald serve`, `herald token`, `herald auth check` (`auth_check.rs`)
+//! and `herald bench` (`bench.rs`: runs the load generator, the `herald-bench` binary).
 //! `serve` refuses dev or weak secrets on a listener beyond loopback unless given
 //! `--insecure-dev` (the judgement is `config::secrets`).
 //!
@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod auth_check;
+mod bench;
 
 use crate::auth::TokenMinter;
 use crate::config::secrets::{self, Verdict};
@@ -54,6 +55,15 @@ enum Command {
     Auth {
         #[command(subcommand)]
         command: AuthCommand,
+    },
+    /// Run the load generator (the `herald-bench` binary, beside this one or on PATH) with
+    /// the arguments that follow: `herald bench preset targeted --server-pid <pid>`,
+    /// `herald bench run --help`.
+    #[command(disable_help_flag = true)]
+    Bench {
+        /// Arguments for `herald-bench`, passed on unchanged.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
     },
 }
 
@@ -137,6 +147,7 @@ fn load_config(path: &std::path::Path) -> Result<Config, ExitCode> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Bench { args } => bench::run(args),
         Command::Auth {
             command:
                 AuthCommand::Check {
