@@ -2,8 +2,8 @@
 //! read frames and time this run's messages, ack and close when told to; plus the counters
 //! all connections of a worker share. Never decides when to connect or finish.
 //!
-//! Each connection is a bare task holding its socket (2 KiB read buffer), a finish signal
-//! and its highest seq. Counters are relaxed atomics and the histograms sit behind a `std`
+//! Each connection is a bare task holding its socket, a 2 KiB read buffer (grown only for
+//! a larger frame), a finish signal and its highest seq; the wire format is [`wire`]'s. Counters are relaxed atomics and the histograms sit behind a `std`
 //! mutex, uncontended because the worker runs on one thread and nothing awaits while it
 //! is held.
 
@@ -12,25 +12,27 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use nix::sys::socket::setsockopt;
 use nix::sys::socket::sockopt::IpBindAddressNoPort;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::watch;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::WebSocketStream;
 
 use super::frame;
 use super::histogram::Histogram;
 use super::protocol::{bump, Progress, Reasons};
 use super::sys::unix_micros;
+use super::wire::{self, WireError};
 
 /// How long finishing connections may take to ack and close.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(3);
-/// Read buffer per connection. Frames are a few hundred bytes, and tungstenite zeroes the
-/// buffer's free space on every read, so 2 KiB instead of its 128 KiB default.
+/// Read buffer per connection: frames are a few hundred bytes.
 const READ_BUFFER: usize = 2048;
+/// A read is tried only with at least this much free space in the buffer.
+const MIN_READ: usize = 512;
+/// Largest frame payload (and reassembled message) accepted, far above the server's
+/// default payload limit.
+const MAX_PAYLOAD: usize = 1 << 20;
 /// errno values that deserve their own reason.
 const EMFILE: i32 = 24;
 const ENFILE: i32 = 23;
@@ -175,16 +177,6 @@ fn io_reason(e: &std::io::Error) -> String {
     }
 }
 
-fn ws_reason(e: &WsError) -> String {
-    match e {
-        WsError::Io(io) => io_reason(io),
-        WsError::Http(resp) => format!("http_{}", resp.status().as_u16()),
-        WsError::ConnectionClosed | WsError::AlreadyClosed => "closed".into(),
-        WsError::Protocol(_) => "protocol".into(),
-        _ => "websocket".into(),
-    }
-}
-
 /// Source address of connection `user`: 127.0.0.2, .3, … round-robin, so each address
 /// needs at most its share of the ephemeral ports. IPv6 targets use the default source.
 pub fn source_addr(user: u64, addrs: u8, target: SocketAddr) -> Option<SocketAddr> {
@@ -194,42 +186,209 @@ pub fn source_addr(user: u64, addrs: u8, target: SocketAddr) -> Option<SocketAdd
     })
 }
 
-/// Opens one WebSocket: socket, bind, TCP connect, HTTP upgrade.
-async fn open(
-    url: String,
-    target: SocketAddr,
-    source: Option<SocketAddr>,
-    config: WebSocketConfig,
-) -> Result<WebSocketStream<TcpStream>, (String, String)> {
+/// Opens one WebSocket: socket, bind, TCP connect, upgrade request, `101` answer. The
+/// reader keeps whatever arrived after the `101` (the server's `welcome`).
+async fn open(c: &Conn) -> Result<(TcpStream, Reader), (String, String)> {
     let io = |e: std::io::Error| (io_reason(&e), e.to_string());
-    let socket = if target.is_ipv4() {
+    let socket = if c.target.is_ipv4() {
         TcpSocket::new_v4()
     } else {
         TcpSocket::new_v6()
     }
     .map_err(io)?;
-    if let Some(src) = source {
+    if let Some(src) = c.source {
         // Without this, bind(addr:0) reserves a port by scanning the ephemeral range for
         // one free on that address: with 10 000 sockets bound that scan is ~90 % of the
         // worker's CPU. With it the port is picked at connect time, unique per 4-tuple.
         setsockopt(&socket, IpBindAddressNoPort, &true).map_err(|e| io(std::io::Error::from(e)))?;
         socket.bind(src).map_err(io)?;
     }
-    let stream = socket.connect(target).await.map_err(io)?;
+    let mut stream = socket.connect(c.target).await.map_err(io)?;
     stream.set_nodelay(true).map_err(io)?;
-    let (ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config))
-        .await
-        .map_err(|e| (ws_reason(&e), e.to_string()))?;
-    Ok(ws)
+    let request = wire::upgrade_request(&c.target.to_string(), &c.path);
+    stream.write_all(&request).await.map_err(io)?;
+    let mut reader = Reader::new();
+    loop {
+        reader.make_room();
+        if stream.read_buf(&mut reader.buf).await.map_err(io)? == 0 {
+            return Err(("eof".into(), "closed before answering the upgrade".into()));
+        }
+        let wire = |e: WireError| (e.reason(), e.to_string());
+        if let Some(head) = wire::read_upgrade(&reader.buf).map_err(wire)? {
+            reader.start = head;
+            return Ok((stream, reader));
+        }
+    }
+}
+
+/// Bytes read from one connection and not yet handled, and a fragmented message being
+/// put together.
+pub struct Reader {
+    buf: Vec<u8>,
+    /// Where the unhandled bytes start.
+    start: usize,
+    /// Opcode and bytes of a message whose last fragment has not arrived.
+    partial: Option<(u8, Vec<u8>)>,
+}
+
+impl Reader {
+    fn new() -> Reader {
+        Reader {
+            buf: Vec::with_capacity(READ_BUFFER),
+            start: 0,
+            partial: None,
+        }
+    }
+
+    /// Leaves at least [`MIN_READ`] bytes free at the end of the buffer, moving the
+    /// unhandled bytes to its front first.
+    fn make_room(&mut self) {
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        } else if self.start > 0 && self.buf.capacity() - self.buf.len() < MIN_READ {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        if self.buf.capacity() - self.buf.len() < MIN_READ {
+            self.buf.reserve(READ_BUFFER);
+        }
+    }
+
+    /// Handles every complete frame in the buffer: messages go to `shared`, pongs for
+    /// pings are appended to `out`. Returns the reason when the server closed the session.
+    fn handle_frames(
+        &mut self,
+        shared: &Shared,
+        last_seq: &mut u64,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<String>, WireError> {
+        while let Some(frame) = wire::next_frame(&self.buf[self.start..], MAX_PAYLOAD)? {
+            let (from, to) = (self.start + frame.payload.0, self.start + frame.payload.1);
+            self.start += frame.len();
+            let payload = &self.buf[from..to];
+            let message = match (frame.opcode, frame.fin, &mut self.partial) {
+                (wire::OP_PING, ..) => {
+                    wire::push_frame(out, wire::OP_PONG, payload);
+                    continue;
+                }
+                (wire::OP_PONG, ..) => continue,
+                (wire::OP_CLOSE, ..) => {
+                    let code = wire::close_code(payload);
+                    wire::push_frame(out, wire::OP_CLOSE, &code.unwrap_or(1000).to_be_bytes());
+                    return Ok(Some(code.map_or("close".into(), |c| format!("close_{c}"))));
+                }
+                (wire::OP_CONTINUATION, fin, Some((_, parts))) => {
+                    if parts.len() + payload.len() > MAX_PAYLOAD {
+                        return Err(WireError::Protocol("fragmented message too large".into()));
+                    }
+                    parts.extend_from_slice(payload);
+                    if !fin {
+                        continue;
+                    }
+                    // unwrap: matched Some above
+                    let (opcode, parts) = self.partial.take().unwrap();
+                    if opcode == wire::OP_TEXT {
+                        handle_text(shared, &parts, last_seq)?;
+                    }
+                    continue;
+                }
+                (wire::OP_CONTINUATION, _, None) => {
+                    return Err(WireError::Protocol("continuation without a start".into()));
+                }
+                (_, _, Some(_)) => {
+                    return Err(WireError::Protocol(
+                        "new message inside a fragmented one".into(),
+                    ));
+                }
+                (opcode, false, None) => {
+                    self.partial = Some((opcode, payload.to_vec()));
+                    continue;
+                }
+                (opcode, true, None) => (opcode, payload),
+            };
+            if message.0 == wire::OP_TEXT {
+                handle_text(shared, message.1, last_seq)?;
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn handle_text(shared: &Shared, payload: &[u8], last_seq: &mut u64) -> Result<(), WireError> {
+    let text = std::str::from_utf8(payload)
+        .map_err(|_| WireError::Protocol("text frame is not UTF-8".into()))?;
+    shared.on_text(text, last_seq);
+    Ok(())
 }
 
 /// What a connection task needs besides its socket.
 pub struct Conn {
     pub user: u64,
-    pub url: String,
+    /// Path and query of the upgrade request (`/ws?token=…`).
+    pub path: String,
     pub target: SocketAddr,
     pub source: Option<SocketAddr>,
     pub handshake_timeout: Duration,
+}
+
+/// Reads from an open connection until told to finish or the server ends it; returns why
+/// the server ended it, `None` when told to finish.
+async fn read_until_finished(
+    stream: &mut TcpStream,
+    reader: &mut Reader,
+    shared: &Shared,
+    last_seq: &mut u64,
+    finish: &mut watch::Receiver<bool>,
+) -> Option<String> {
+    let mut out = Vec::new();
+    // One finish future for the whole loop: re-creating it per read costs a waker
+    // registration each time.
+    let finished = finish.changed();
+    tokio::pin!(finished);
+    loop {
+        let handled = reader.handle_frames(shared, last_seq, &mut out);
+        if !out.is_empty() {
+            let _ = stream.write_all(&out).await;
+            out.clear();
+        }
+        match handled {
+            Ok(None) => {}
+            Ok(Some(reason)) => return Some(reason),
+            Err(e) => return Some(e.reason()),
+        }
+        reader.make_room();
+        tokio::select! {
+            biased;
+            _ = &mut finished => return None,
+            read = stream.read_buf(&mut reader.buf) => match read {
+                Ok(0) => return Some("eof".into()),
+                Ok(_) => {}
+                Err(e) => return Some(io_reason(&e)),
+            }
+        }
+    }
+}
+
+/// Acks `last_seq` (when above 0), closes, and reads until the server closes too.
+async fn ack_and_close(stream: &mut TcpStream, reader: &mut Reader, last_seq: u64) {
+    let mut out = Vec::new();
+    if last_seq > 0 {
+        let ack = format!(r#"{{"type":"ack","seq":{last_seq}}}"#);
+        wire::push_frame(&mut out, wire::OP_TEXT, ack.as_bytes());
+    }
+    wire::push_frame(&mut out, wire::OP_CLOSE, &1000u16.to_be_bytes());
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        stream.write_all(&out).await?;
+        loop {
+            reader.make_room();
+            if stream.read_buf(&mut reader.buf).await? == 0 {
+                return Ok::<_, std::io::Error>(());
+            }
+            reader.start = reader.buf.len();
+        }
+    })
+    .await;
 }
 
 /// One connection for its whole life: connect, read until told to finish (then ack the
@@ -240,19 +399,15 @@ pub async fn connection(
     permit: tokio::sync::OwnedSemaphorePermit,
     mut finish: watch::Receiver<bool>,
 ) {
-    let config = WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(0);
     let started = std::time::Instant::now();
-    let opened =
-        tokio::time::timeout(c.handshake_timeout, open(c.url, c.target, c.source, config)).await;
+    let opened = tokio::time::timeout(c.handshake_timeout, open(&c)).await;
     drop(permit);
-    let mut ws = match opened {
-        Ok(Ok(ws)) => {
+    let (mut stream, mut reader) = match opened {
+        Ok(Ok(open)) => {
             let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
             // unwrap: see Shared::connect_failed
             shared.latency.lock().unwrap().handshake.record(took);
-            ws
+            open
         }
         Ok(Err((reason, detail))) => {
             shared.connect_failed(c.user, &reason, &detail);
@@ -268,43 +423,21 @@ pub async fn connection(
     shared.connected.fetch_add(1, Relaxed);
     shared.open.fetch_add(1, Relaxed);
     let mut last_seq = 0u64;
-    // One finish future for the whole loop: re-creating it per frame costs a waker
-    // registration each time.
-    let finished = finish.changed();
-    tokio::pin!(finished);
-    let ended_by_server = loop {
-        tokio::select! {
-            biased;
-            _ = &mut finished => break None,
-            msg = ws.next() => match msg {
-                Some(Ok(Message::Text(t))) => shared.on_text(t.as_str(), &mut last_seq),
-                Some(Ok(Message::Close(frame))) => {
-                    break Some(frame.map_or("close".into(), |f| format!("close_{}", u16::from(f.code))));
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => break Some(ws_reason(&e)),
-                None => break Some("eof".to_string()),
-            }
-        }
-    };
+    let ended_by_server = read_until_finished(
+        &mut stream,
+        &mut reader,
+        &shared,
+        &mut last_seq,
+        &mut finish,
+    )
+    .await;
     shared.open.fetch_sub(1, Relaxed);
     match ended_by_server {
         Some(reason) => {
             // unwrap: see Shared::connect_failed
             bump(&mut shared.disconnects.lock().unwrap(), &reason, 1);
         }
-        None => {
-            let _ = tokio::time::timeout(CLOSE_GRACE, async {
-                if last_seq > 0 {
-                    let ack = format!(r#"{{"type":"ack","seq":{last_seq}}}"#);
-                    ws.send(Message::text(ack)).await?;
-                }
-                ws.close(None).await?;
-                while let Some(Ok(_)) = ws.next().await {}
-                Ok::<_, WsError>(())
-            })
-            .await;
-        }
+        None => ack_and_close(&mut stream, &mut reader, last_seq).await,
     }
     shared.live_tasks.fetch_sub(1, Relaxed);
 }

@@ -109,6 +109,7 @@ mod publisher;
 mod report;
 mod setup;
 mod sys;
+mod wire;
 mod worker;
 
 use std::net::SocketAddr;

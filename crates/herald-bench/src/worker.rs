@@ -65,7 +65,7 @@ async fn connect_all(
         let target = args.targets[(user % args.targets.len() as u64) as usize];
         let conn = Conn {
             user,
-            url: format!("ws://{target}/ws?token={token}&device={}", args.device),
+            path: format!("/ws?token={token}&device={}", args.device),
             target,
             source: source_addr(user, args.source_addrs, target),
             handshake_timeout,
