@@ -33,8 +33,10 @@ async fn start_node() -> Node {
         .expect("node starts")
 }
 
-/// Runs `herald-bench run` against `node` with `args`; returns its exit code and report.
-async fn bench(node: &Node, args: &[&str]) -> (i32, Value) {
+/// Runs `herald-bench run` with `args` (split at spaces) against a fresh node; returns its
+/// exit code and report.
+async fn bench(args: &str) -> (i32, Value) {
+    let mut node = start_node().await;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald-bench"));
     cmd.args([
         "run",
@@ -44,12 +46,13 @@ async fn bench(node: &Node, args: &[&str]) -> (i32, Value) {
         "20",
     ])
     .args(["--drain-secs", "1", "--user-prefix", "e2e-"])
-    .args(args);
+    .args(args.split(' '));
     // Off the runtime's thread: the node runs on this thread's actix system too.
     let out = actix_rt::task::spawn_blocking(move || cmd.output())
         .await
         .unwrap()
         .expect("herald-bench runs");
+    node.shutdown().await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let report = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
         panic!(
@@ -68,21 +71,7 @@ fn count(report: &Value, key: &str) -> u64 {
 
 #[actix_rt::test]
 async fn every_targeted_message_is_received_once_and_in_order() {
-    let mut node = start_node().await;
-    let (code, report) = bench(
-        &node,
-        &[
-            "--conns",
-            "200",
-            "--mode",
-            "targeted",
-            "--messages",
-            "2000",
-            "--rate",
-            "4000",
-        ],
-    )
-    .await;
+    let (code, report) = bench("--conns 200 --mode targeted --messages 2000 --rate 4000").await;
     assert_eq!(code, 0, "{report}");
     assert_eq!(count(&report, "connected"), 200, "{report}");
     assert_eq!(count(&report, "accepted"), 2000, "{report}");
@@ -90,50 +79,22 @@ async fn every_targeted_message_is_received_once_and_in_order() {
     assert_eq!(count(&report, "loss"), 0, "{report}");
     assert_eq!(count(&report, "out_of_order"), 0, "{report}");
     assert_eq!(report["disconnects"], serde_json::json!({}), "{report}");
-    node.shutdown().await;
 }
 
 #[actix_rt::test]
 async fn every_broadcast_reaches_every_connection() {
-    let mut node = start_node().await;
-    let (code, report) = bench(
-        &node,
-        &[
-            "--conns",
-            "300",
-            "--mode",
-            "broadcast",
-            "--messages",
-            "20",
-            "--rate",
-            "50",
-        ],
-    )
-    .await;
+    let (code, report) = bench("--conns 300 --mode broadcast --messages 20 --rate 50").await;
     assert_eq!(code, 0, "{report}");
     assert_eq!(count(&report, "expected"), 300 * 20, "{report}");
     assert_eq!(count(&report, "received"), 300 * 20, "{report}");
     assert_eq!(count(&report, "loss"), 0, "{report}");
-    node.shutdown().await;
 }
 
 #[actix_rt::test]
 async fn refused_upgrades_are_counted_by_http_status() {
-    let mut node = start_node().await;
-    let (code, report) = bench(
-        &node,
-        &[
-            "--conns",
-            "20",
-            "--mode",
-            "none",
-            "--jwt-secret",
-            "not-the-node-secret-0123456789abcdef",
-        ],
-    )
-    .await;
+    let wrong_secret = "--jwt-secret not-the-node-secret-0123456789abcdef";
+    let (code, report) = bench(&format!("--conns 20 --mode none {wrong_secret}")).await;
     assert_eq!(code, 1, "nothing connected: {report}");
     assert_eq!(count(&report, "connect_failed"), 20, "{report}");
     assert_eq!(report["connect_errors"]["http_401"], 20, "{report}");
-    node.shutdown().await;
 }
