@@ -3,9 +3,9 @@
 //! all connections of a worker share. Never decides when to connect or finish.
 //!
 //! Each connection is a bare task holding its socket, a 2 KiB read buffer (grown only for
-//! a larger frame), a finish signal and its highest seq; the wire format is [`wire`]'s. Counters are relaxed atomics and the histograms sit behind a `std`
-//! mutex, uncontended because the worker runs on one thread and nothing awaits while it
-//! is held.
+//! a larger frame), a finish signal and its highest seq; the wire format is [`wire`]'s.
+//! Counters are relaxed atomics and the histograms sit behind a `std` mutex, uncontended
+//! because the worker runs on one thread and nothing awaits while it is held.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -223,7 +223,7 @@ async fn open(c: &Conn) -> Result<(TcpStream, Reader), (String, String)> {
 
 /// Bytes read from one connection and not yet handled, and a fragmented message being
 /// put together.
-pub struct Reader {
+struct Reader {
     buf: Vec<u8>,
     /// Where the unhandled bytes start.
     start: usize,
@@ -267,12 +267,9 @@ impl Reader {
             let (from, to) = (self.start + frame.payload.0, self.start + frame.payload.1);
             self.start += frame.len();
             let payload = &self.buf[from..to];
-            let message = match (frame.opcode, frame.fin, &mut self.partial) {
-                (wire::OP_PING, ..) => {
-                    wire::push_frame(out, wire::OP_PONG, payload);
-                    continue;
-                }
-                (wire::OP_PONG, ..) => continue,
+            match (frame.opcode, frame.fin, &mut self.partial) {
+                (wire::OP_PING, ..) => wire::push_frame(out, wire::OP_PONG, payload),
+                (wire::OP_PONG, ..) => {}
                 (wire::OP_CLOSE, ..) => {
                     let code = wire::close_code(payload);
                     wire::push_frame(out, wire::OP_CLOSE, &code.unwrap_or(1000).to_be_bytes());
@@ -283,15 +280,13 @@ impl Reader {
                         return Err(WireError::Protocol("fragmented message too large".into()));
                     }
                     parts.extend_from_slice(payload);
-                    if !fin {
-                        continue;
+                    if fin {
+                        // unwrap: matched Some above
+                        let (opcode, parts) = self.partial.take().unwrap();
+                        if opcode == wire::OP_TEXT {
+                            handle_text(shared, &parts, last_seq)?;
+                        }
                     }
-                    // unwrap: matched Some above
-                    let (opcode, parts) = self.partial.take().unwrap();
-                    if opcode == wire::OP_TEXT {
-                        handle_text(shared, &parts, last_seq)?;
-                    }
-                    continue;
                 }
                 (wire::OP_CONTINUATION, _, None) => {
                     return Err(WireError::Protocol("continuation without a start".into()));
@@ -301,14 +296,10 @@ impl Reader {
                         "new message inside a fragmented one".into(),
                     ));
                 }
-                (opcode, false, None) => {
-                    self.partial = Some((opcode, payload.to_vec()));
-                    continue;
-                }
-                (opcode, true, None) => (opcode, payload),
-            };
-            if message.0 == wire::OP_TEXT {
-                handle_text(shared, message.1, last_seq)?;
+                (opcode, false, None) => self.partial = Some((opcode, payload.to_vec())),
+                (wire::OP_TEXT, true, None) => handle_text(shared, payload, last_seq)?,
+                // Binary messages are not the server's; skipped.
+                (_, true, None) => {}
             }
         }
         Ok(None)
@@ -440,4 +431,52 @@ pub async fn connection(
         None => ack_and_close(&mut stream, &mut reader, last_seq).await,
     }
     shared.live_tasks.fetch_sub(1, Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald::frames::MessageParts;
+    use wire::server_frame;
+
+    #[test]
+    fn fragments_are_joined_pings_answered_and_a_close_ends_the_session() {
+        let shared = Shared::new(0, 42, None);
+        let parts = MessageParts::new("id1", None, r#"{"t":1,"r":42}"#, 1, 0);
+        let text = parts.frame(5).to_string();
+        let (head, tail) = text.as_bytes().split_at(10);
+        let mut reader = Reader::new();
+        for bytes in [
+            server_frame(false, wire::OP_TEXT, head),
+            server_frame(true, wire::OP_PING, b"hb"),
+            server_frame(true, wire::OP_CONTINUATION, tail),
+            server_frame(true, wire::OP_CLOSE, &4001u16.to_be_bytes()),
+        ] {
+            reader.buf.extend_from_slice(&bytes);
+        }
+        let (mut last_seq, mut out) = (0, Vec::new());
+        let ended = reader.handle_frames(&shared, &mut last_seq, &mut out);
+        assert_eq!(ended, Ok(Some("close_4001".to_string())));
+        assert_eq!(
+            shared.received.load(Relaxed),
+            1,
+            "one message from two fragments"
+        );
+        assert_eq!(last_seq, 5);
+        let (mut pong, mut close) = (Vec::new(), Vec::new());
+        wire::push_frame(&mut pong, wire::OP_PONG, b"hb");
+        wire::push_frame(&mut close, wire::OP_CLOSE, &4001u16.to_be_bytes());
+        assert_eq!(out, [pong, close].concat(), "a pong, then the close echoed");
+    }
+
+    #[test]
+    fn a_continuation_without_a_start_is_a_protocol_error() {
+        let shared = Shared::new(0, 42, None);
+        let mut reader = Reader::new();
+        reader
+            .buf
+            .extend_from_slice(&server_frame(true, wire::OP_CONTINUATION, b"x"));
+        let ended = reader.handle_frames(&shared, &mut 0, &mut Vec::new());
+        assert_eq!(ended.map_err(|e| e.reason()), Err("protocol".to_string()));
+    }
 }

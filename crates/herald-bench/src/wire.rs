@@ -9,6 +9,8 @@
 //! RFC 6455's sample key, so the expected `Sec-WebSocket-Accept` is a constant; the server
 //! cannot tell and still computes it per handshake.
 
+use super::http1::find;
+
 /// The RFC 6455 sample `Sec-WebSocket-Key` (section 1.3) every connection sends.
 pub const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 /// `Sec-WebSocket-Accept` for [`KEY`]: base64(SHA-1(key + GUID)), from the same section.
@@ -70,7 +72,7 @@ pub fn upgrade_request(host: &str, path_and_query: &str) -> Vec<u8> {
 /// incomplete, `Ok(Some(n))` once a valid `101` head of `n` bytes is there (frames may
 /// follow it in the same read).
 pub fn read_upgrade(buf: &[u8]) -> Result<Option<usize>, WireError> {
-    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+    let Some(end) = find(buf, b"\r\n\r\n") else {
         if buf.len() > MAX_HEAD {
             return Err(WireError::BadHandshake(format!(
                 "no end of head in {MAX_HEAD} bytes"
@@ -200,26 +202,28 @@ pub fn push_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
     );
 }
 
+/// An unmasked server frame, as the server writes it (tests).
+#[cfg(test)]
+pub(crate) fn server_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![u8::from(fin) << 7 | opcode];
+    match payload.len() {
+        n @ 0..=125 => out.push(n as u8),
+        n @ 126..=0xffff => {
+            out.push(126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(payload);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn server_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-        let mut out = vec![u8::from(fin) << 7 | opcode];
-        match payload.len() {
-            n @ 0..=125 => out.push(n as u8),
-            n @ 126..=0xffff => {
-                out.push(126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        out.extend_from_slice(payload);
-        out
-    }
 
     #[test]
     fn the_constant_accept_is_the_one_the_server_computes_for_the_key() {
