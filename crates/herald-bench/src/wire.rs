@@ -179,20 +179,27 @@ pub fn close_code(payload: &[u8]) -> Option<u16> {
     }
 }
 
-/// Appends one masked client frame to `out`.
-pub fn push_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
-    out.push(0x80 | opcode);
-    match payload.len() {
-        n @ 0..=125 => out.push(0x80 | n as u8),
-        n @ 126..=0xffff => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
+/// Appends a frame header: `b0` (FIN and opcode), then the payload length `len` in the
+/// shortest form (RFC 6455 5.2), with the mask bit set when `masked`.
+fn push_header(out: &mut Vec<u8>, b0: u8, masked: bool, len: usize) {
+    let mask_bit = if masked { 0x80 } else { 0 };
+    out.push(b0);
+    match len {
+        0..=125 => out.push(mask_bit | len as u8),
+        126..=0xffff => {
+            out.push(mask_bit | 126);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
         }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
+        _ => {
+            out.push(mask_bit | 127);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
         }
     }
+}
+
+/// Appends one masked client frame to `out`.
+pub fn push_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
+    push_header(out, 0x80 | opcode, true, payload.len());
     out.extend_from_slice(&MASK);
     out.extend(
         payload
@@ -205,18 +212,8 @@ pub fn push_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
 /// An unmasked server frame, as the server writes it (tests).
 #[cfg(test)]
 pub(crate) fn server_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![u8::from(fin) << 7 | opcode];
-    match payload.len() {
-        n @ 0..=125 => out.push(n as u8),
-        n @ 126..=0xffff => {
-            out.push(126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
+    let mut out = Vec::with_capacity(payload.len() + 10);
+    push_header(&mut out, u8::from(fin) << 7 | opcode, false, payload.len());
     out.extend_from_slice(payload);
     out
 }
