@@ -71,8 +71,10 @@
 //! - handshakes: `handshake_ms` (TCP connect -> `101`, every opened connection; a SYN
 //!   retry after an accept-queue overflow shows as ~1 s), as `{count,p50,p90,p99,p999,max,mean}`;
 //! - publish: `messages`, `rate_offered`, `publish_secs`, `publish_rate` (accepted/s),
-//!   `accepted`, `rejected`, `publish_failed`, `unsent`, `http_status`, `refusals` (by
-//!   status and error code, e.g. `429 rate_limited`), `publish_errors`;
+//!   `accepted`, `rejected`, `publish_failed`, `unsent`, `late_requests` (sent more than
+//!   10 ms after they were due because every publishing connection awaited an answer: the
+//!   node fell behind, or `--publish-conns` was too few for the latency), `http_status`, `refusals` (by status and error
+//!   code, e.g. `429 rate_limited`), `publish_errors`;
 //! - delivery: `open_at_publish`, `expected`, `received`, `loss` (expected - received),
 //!   `loss_pct`, `stale` (replays of other runs, ignored), `out_of_order`, `disconnects`
 //!   (server closes by code, e.g. `close_4002`), `drain_secs`, `deliveries_per_sec`
@@ -108,6 +110,7 @@ mod protocol;
 mod publisher;
 mod report;
 mod setup;
+mod shared;
 mod sys;
 mod wire;
 mod worker;

@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, watch, Semaphore};
 
-use super::conn::{connection, source_addr, Conn, Shared, CLOSE_GRACE};
+use super::conn::{connection, source_addr, Conn, CLOSE_GRACE};
 use super::histogram::Histogram;
 use super::protocol::{emit, Progress, WorkerEvent, WorkerSummary, FINISH};
+use super::shared::Shared;
 use super::sys::{cpu_secs, open_files_limit, rss_bytes};
 use super::{WorkerArgs, WORKER_SECRET_ENV};
 use herald::auth::TokenMinter;
