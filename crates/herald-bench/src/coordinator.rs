@@ -292,6 +292,15 @@ impl Run {
             for (reason, n) in &report.refusals {
                 eprintln!("bench: {n} requests refused {reason}");
             }
+            if report.late_requests > 0 {
+                eprintln!(
+                    "bench: {} requests went out late, all {} publishing connections waiting \
+                     for answers: either the node could not keep up, or the pool was too small \
+                     for the request latency (rate <= connections / latency); if the node had \
+                     CPU to spare, raise --publish-conns",
+                    report.late_requests, report.publish_conns
+                );
+            }
             if report.refusals.keys().any(|r| r.ends_with(" rate_limited")) {
                 eprintln!(
                     "bench: the node's per-key limit capped this run; lift it to measure \
@@ -351,6 +360,7 @@ impl Run {
             report.rejected = o.rejected;
             report.publish_failed = o.failed;
             report.unsent = o.unsent;
+            report.late_requests = o.late;
             report.http_status = o.http_status;
             report.refusals = o.refusals;
             report.publish_errors = o.errors;

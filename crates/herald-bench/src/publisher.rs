@@ -6,8 +6,9 @@
 //! each pool connection takes the next request number, sleeps until it is due, stamps the
 //! payload with the current time and waits for the answer. A server slower than the offered
 //! rate therefore sees at most `conns` requests in flight, and the achieved rate is reported
-//! next to the offered one. The stamp is taken when the request is actually written, so
-//! latency does not include time spent waiting for a free connection.
+//! next to the offered one, with the requests that went out late for want of a free
+//! connection. The stamp is taken when the request is actually written, so latency does
+//! not include time spent waiting for a free connection.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -18,6 +19,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tokio::time::Instant;
+
+/// How far behind its due time a request may go out before it counts as late.
+pub const LATE: Duration = Duration::from_millis(10);
 
 use super::http1::{Client, Response};
 use super::protocol::{bump, merge_reasons, Reasons};
@@ -118,6 +122,10 @@ pub struct Outcome {
     pub failed: u64,
     /// Messages not sent because the phase timed out.
     pub unsent: u64,
+    /// Requests that found no free connection until more than [`LATE`] after they were
+    /// due: every publishing connection was waiting for an answer, because the node fell
+    /// behind or because the pool caps the rate at `conns` / the request latency.
+    pub late: u64,
     /// Responses by status code.
     pub http_status: BTreeMap<String, u64>,
     /// Refused requests by status and error code (`429 rate_limited`), so a run cut short by
@@ -137,6 +145,7 @@ impl Outcome {
         self.rejected += o.rejected;
         self.failed += o.failed;
         self.unsent += o.unsent;
+        self.late += o.late;
         merge_reasons(&mut self.http_status, &o.http_status);
         merge_reasons(&mut self.refusals, &o.refusals);
         merge_reasons(&mut self.errors, &o.errors);
@@ -233,6 +242,9 @@ pub async fn publish(plan: Arc<Plan>, live: Arc<Live>) -> Outcome {
                 if due > plan.deadline || Instant::now() > plan.deadline {
                     out.unsent += n;
                     continue;
+                }
+                if Instant::now() > due + LATE {
+                    out.late += 1;
                 }
                 tokio::time::sleep_until(due).await;
                 plan.body(first, n, &mut body);

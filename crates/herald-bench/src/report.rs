@@ -93,6 +93,9 @@ pub struct Report {
     pub rejected: u64,
     pub publish_failed: u64,
     pub unsent: u64,
+    /// Requests that went out more than 10 ms after they were due because every publishing
+    /// connection awaited an answer (the node fell behind, or the pool was too small).
+    pub late_requests: u64,
     pub http_status: BTreeMap<String, u64>,
     /// Refused requests by status and the node's error code (`429 rate_limited`: the
     /// node's per-key limit, `ingest.key_requests_per_s`, capped the run).

@@ -98,3 +98,15 @@ async fn refused_upgrades_are_counted_by_http_status() {
     assert_eq!(count(&report, "connect_failed"), 20, "{report}");
     assert_eq!(report["connect_errors"]["http_401"], 20, "{report}");
 }
+
+#[actix_rt::test]
+async fn a_publisher_pool_too_small_for_the_offered_rate_reports_late_requests() {
+    // One connection, 3 000 requests due within 3 ms: their round trips alone take longer,
+    // so the later ones go out more than 10 ms after they were due.
+    let (_, report) =
+        bench("--conns 10 --mode targeted --messages 3000 --rate 1000000 --publish-conns 1").await;
+    assert_eq!(count(&report, "accepted"), 3000, "{report}");
+    let late = count(&report, "late_requests");
+    assert!(late > 0 && late < 3000, "{report}");
+    assert_eq!(report["offered_rate_held"], false, "{report}");
+}
