@@ -5,6 +5,7 @@
 //! - [`outbound::Outbound`] holds the frames waiting for the socket and writes them;
 //! - `inbound.rs` reads the client's frames (refusing an oversized one at its header) and
 //!   `client.rs` answers them;
+//! - `push.rs` takes what the hub pushes (messages, broadcasts, position checks, closes);
 //! - this file joins the hub, runs the store reads the core asks for,
 //!   and keeps heartbeats and token expiry.
 //!
@@ -20,6 +21,7 @@ pub mod order;
 pub mod outbound;
 #[cfg(test)]
 mod outbound_tests;
+mod push;
 mod socket;
 
 use std::cell::{RefCell, RefMut};
@@ -33,7 +35,6 @@ use bytes::BytesMut;
 use bytestring::ByteString;
 use tracing::{debug, info};
 
-use self::handle::Push;
 pub use self::handle::{Lane, Offered, SessionHandle};
 use self::inbound::{Gate, Inbound};
 use self::order::{Action, Limits, Order, ReadFrom};
@@ -372,60 +373,5 @@ impl Actor for WsSession {
         self.deps.counters.queues.unregister(self.id.0);
         lane::withdraw(self.id);
         self.deps.hub.leave(self.user.clone(), self.id);
-    }
-}
-
-impl Handler<Push> for WsSession {
-    type Result = ();
-
-    fn handle(&mut self, msg: Push, ctx: &mut Self::Context) {
-        self.gauge.taken();
-        let start = self.deps.counters.handling_start();
-        self.on_push(msg, ctx);
-        self.deps
-            .counters
-            .actor(ActorKind::Session)
-            .handled_since(start);
-    }
-}
-
-impl WsSession {
-    /// What the hub pushed: a message, a broadcast, a position check, a close.
-    fn on_push(&mut self, msg: Push, ctx: &mut Context<Self>) {
-        if self.out().is_closing() {
-            return;
-        }
-        match msg {
-            Push::Message { seq, frame } => {
-                // Before the core starts (route not bound yet) a push needs no hold: the
-                // first read starts later and finds it in the store.
-                let Some(order) = self.order.as_mut() else {
-                    return;
-                };
-                let actions = order.on_push(seq, frame);
-                self.act(actions, ctx);
-            }
-            Push::Position(last_seq) => {
-                let Some(order) = self.order.as_mut() else {
-                    return;
-                };
-                let actions = order.on_position(last_seq);
-                if !actions.is_empty() {
-                    Counters::add(&self.deps.counters.position_catchups, 1);
-                    debug!(session = %self.id, user = %self.user, last_seq, delivered = order.delivered(), "behind the store: reading what was missed");
-                }
-                self.act(actions, ctx);
-            }
-            Push::Broadcast(frames) => {
-                Counters::add(&self.deps.counters.delivered, u64::from(frames.frames));
-                self.out().push(Out::Encoded(frames));
-            }
-            Push::Close(reason) => self.close(reason, ctx),
-            Push::Restart(notice) => self.close_after(Some(notice), CloseReason::Restart, ctx),
-        }
-        if self.out().is_over() {
-            Counters::add(&self.deps.counters.slow_consumers, 1);
-            self.close(CloseReason::SlowConsumer, ctx);
-        }
     }
 }
