@@ -20,13 +20,13 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::time::Instant;
 
-/// How far behind its due time a request may go out before it counts as late.
-pub const LATE: Duration = Duration::from_millis(10);
-
 use super::http1::{Client, Response};
 use super::protocol::{bump, merge_reasons, Reasons};
 use super::sys::unix_micros;
 use super::Mode;
+
+/// How far behind its due time a request may go out before it counts as late.
+const LATE: Duration = Duration::from_millis(10);
 
 /// What to publish, to whom, and how fast.
 pub struct Plan {
