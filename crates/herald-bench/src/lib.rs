@@ -73,8 +73,8 @@
 //! - publish: `messages`, `rate_offered`, `publish_secs`, `publish_rate` (accepted/s),
 //!   `accepted`, `rejected`, `publish_failed`, `unsent`, `late_requests` (sent more than
 //!   10 ms after they were due because every publishing connection awaited an answer: the
-//!   node fell behind, or `--publish-conns` was too few for the latency), `http_status`, `refusals` (by status and error
-//!   code, e.g. `429 rate_limited`), `publish_errors`;
+//!   node fell behind, or `--publish-conns` was too few for the latency), `http_status`,
+//!   `refusals` (by status and error code, e.g. `429 rate_limited`), `publish_errors`;
 //! - delivery: `open_at_publish`, `expected`, `received`, `loss` (expected - received),
 //!   `loss_pct`, `stale` (replays of other runs, ignored), `out_of_order`, `disconnects`
 //!   (server closes by code, e.g. `close_4002`), `drain_secs`, `deliveries_per_sec`
