@@ -28,6 +28,17 @@ struct Parts {
     arrived_us: u64,
 }
 
+/// `s` as a JSON string (quoted, escaped) at the end of `out`.
+fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    // unwrap: writing a &str as JSON into a Vec cannot fail
+    serde_json::to_writer(out, s).unwrap();
+}
+
+/// Pieces built only from `&str`s and JSON output are UTF-8.
+fn utf8(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).expect("frame pieces are built from UTF-8 text")
+}
+
 impl MessageParts {
     /// Encodes id, topic, raw payload JSON and timestamp once; `arrived_us` is when the
     /// message arrived (unix µs), carried for the pipeline latencies.
@@ -38,27 +49,26 @@ impl MessageParts {
         ts_ms: u64,
         arrived_us: u64,
     ) -> Self {
-        let mut head = String::with_capacity(40 + id.len());
-        head.push_str(r#"{"type":"message","id":"#);
-        // unwrap: serializing a &str to JSON cannot fail
-        head.push_str(&serde_json::to_string(id).unwrap());
-        head.push_str(r#","seq":"#);
-        let topic_json = match topic {
-            // unwrap: as above
-            Some(t) => serde_json::to_string(t).unwrap(),
-            None => "null".to_string(),
-        };
-        let mut tail = String::with_capacity(40 + topic_json.len() + payload_json.len());
-        tail.push_str(r#","topic":"#);
-        tail.push_str(&topic_json);
-        tail.push_str(r#","payload":"#);
-        tail.push_str(payload_json);
-        tail.push_str(r#","ts":"#);
-        tail.push_str(itoa::Buffer::new().format(ts_ms));
-        tail.push('}');
+        // Escaped straight into the pieces: no string of its own for the id or topic.
+        let mut head = Vec::with_capacity(40 + id.len());
+        head.extend_from_slice(br#"{"type":"message","id":"#);
+        push_json_str(&mut head, id);
+        head.extend_from_slice(br#","seq":"#);
+        let topic_len = topic.map_or(4, |t| t.len() + 2);
+        let mut tail = Vec::with_capacity(40 + topic_len + payload_json.len());
+        tail.extend_from_slice(br#","topic":"#);
+        match topic {
+            Some(t) => push_json_str(&mut tail, t),
+            None => tail.extend_from_slice(b"null"),
+        }
+        tail.extend_from_slice(br#","payload":"#);
+        tail.extend_from_slice(payload_json.as_bytes());
+        tail.extend_from_slice(br#","ts":"#);
+        tail.extend_from_slice(itoa::Buffer::new().format(ts_ms).as_bytes());
+        tail.push(b'}');
         Self(Arc::new(Parts {
-            head,
-            tail,
+            head: utf8(head),
+            tail: utf8(tail),
             arrived_us,
         }))
     }
@@ -144,13 +154,18 @@ impl Frame {
 
     /// Appends the frame's text to `out`.
     pub fn write_to(&self, out: &mut String) {
+        for piece in self.pieces(&mut itoa::Buffer::new()) {
+            out.push_str(piece);
+        }
+    }
+
+    /// The frame's text as up to three pieces (shared head, seq, shared tail), `seq`
+    /// formatted in `buf`: written out in order they are the text, with nothing spliced
+    /// in memory first.
+    pub fn pieces<'a>(&'a self, buf: &'a mut itoa::Buffer) -> [&'a str; 3] {
         match self {
-            Frame::Text(t) | Frame::Forwarded { text: t, .. } => out.push_str(t),
-            Frame::Shared { parts, seq, .. } => {
-                out.push_str(&parts.0.head);
-                out.push_str(itoa::Buffer::new().format(*seq));
-                out.push_str(&parts.0.tail);
-            }
+            Frame::Text(t) | Frame::Forwarded { text: t, .. } => [t, "", ""],
+            Frame::Shared { parts, seq, .. } => [&parts.0.head, buf.format(*seq), &parts.0.tail],
         }
     }
 
@@ -169,14 +184,9 @@ impl Frame {
 
 impl std::fmt::Display for Frame {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Frame::Text(t) | Frame::Forwarded { text: t, .. } => f.write_str(t),
-            Frame::Shared { parts, seq, .. } => {
-                f.write_str(&parts.0.head)?;
-                f.write_str(itoa::Buffer::new().format(*seq))?;
-                f.write_str(&parts.0.tail)
-            }
-        }
+        self.pieces(&mut itoa::Buffer::new())
+            .iter()
+            .try_for_each(|piece| f.write_str(piece))
     }
 }
 

@@ -5,6 +5,8 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 
+use super::Frame;
+
 /// Already-encoded WebSocket text frames, shared by every session that writes them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Encoded {
@@ -24,6 +26,19 @@ pub fn encode_text(frames: &[ByteString]) -> Encoded {
     Encoded {
         bytes: out.freeze(),
         frames: frames.len() as u32,
+    }
+}
+
+/// `frame` as one server text frame at the end of `out`, written from its pieces (no
+/// spliced copy of the text first).
+pub fn put_frame(out: &mut BytesMut, frame: &Frame) {
+    let mut seq = itoa::Buffer::new();
+    let pieces = frame.pieces(&mut seq);
+    let len = pieces.iter().map(|p| p.len()).sum();
+    out.reserve(header_len(len) + len);
+    put_header(out, len);
+    for piece in pieces {
+        out.put_slice(piece.as_bytes());
     }
 }
 

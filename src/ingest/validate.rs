@@ -107,7 +107,14 @@ pub fn target_rule() -> Schema {
 }
 
 /// Parses JSON, naming the field at fault (`ttl_s: invalid type …`) when the shape is wrong.
+///
+/// A body that parses is read once, without tracking where the reader is (the tracking
+/// keeps every key it passes, an allocation each); only a body that fails is read again,
+/// tracked, to name the place.
 pub fn parse_json<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, IngestError> {
+    if let Ok(value) = serde_json::from_str(text) {
+        return Ok(value);
+    }
     let mut de = serde_json::Deserializer::from_str(text);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();

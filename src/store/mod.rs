@@ -152,5 +152,6 @@ pub trait MessageStore: Send + Sync + 'static {
 
 /// A fresh, time-ordered message id.
 pub fn new_message_id() -> Arc<str> {
-    Arc::from(uuid::Uuid::now_v7().to_string())
+    let mut text = uuid::Uuid::encode_buffer();
+    Arc::from(&*uuid::Uuid::now_v7().hyphenated().encode_lower(&mut text))
 }

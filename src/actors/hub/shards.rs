@@ -26,6 +26,12 @@ pub fn split<T>(items: Vec<T>, n: usize, user_of: impl Fn(&T) -> &UserId) -> Vec
         out[0] = items;
         return out;
     }
+    // All on one shard (one recipient, say): the batch moves there whole, no copy.
+    let first = items.first().map(|i| shard_of(user_of(i), n));
+    if let Some(s) = first.filter(|&s| items[1..].iter().all(|i| shard_of(user_of(i), n) == s)) {
+        out[s] = items;
+        return out;
+    }
     for item in items {
         let s = shard_of(user_of(&item), n);
         out[s].push(item);
@@ -84,6 +90,17 @@ mod tests {
             assert!(part.windows(2).all(|w| w[0].1 < w[1].1), "order kept");
         }
         assert_eq!(split(items.clone(), 1, |(u, _)| u)[0], items);
+        let one: Vec<(UserId, u32)> = (0..5).map(|i| (user("solo"), i)).collect();
+        let parts = split(one.clone(), 3, |(u, _)| u);
+        assert_eq!(
+            parts[shard_of(&user("solo"), 3)],
+            one,
+            "one shard's batch kept whole"
+        );
+        assert_eq!(parts.iter().map(Vec::len).sum::<usize>(), 5);
+        assert!(split(Vec::<(UserId, u32)>::new(), 3, |(u, _)| u)
+            .iter()
+            .all(Vec::is_empty));
     }
 
     #[test]

@@ -37,7 +37,7 @@ use tracing::{debug, info};
 
 pub use self::handle::{Lane, Offered, SessionHandle};
 use self::inbound::{Gate, Inbound};
-use self::order::{Action, Limits, Order, ReadFrom};
+use self::order::{Action, Actions, Limits, Order, ReadFrom};
 use self::outbound::{Budget, Out, Outbound, Writer};
 use self::socket::Socket;
 use super::cursors::CursorsHandle;
@@ -198,7 +198,7 @@ impl WsSession {
     }
 
     /// Carries out what the ordering core decided.
-    fn act(&mut self, actions: Vec<Action>, ctx: &mut Context<Self>) {
+    fn act(&mut self, actions: Actions, ctx: &mut Context<Self>) {
         let deps = self.deps.clone();
         let c = &deps.counters;
         for action in actions {
@@ -319,7 +319,7 @@ impl WsSession {
         };
         let (order, first) = Order::start(resume, limits);
         self.order = Some(order);
-        self.act(vec![first], ctx);
+        self.act(smallvec::smallvec![first], ctx);
     }
 }
 

@@ -22,6 +22,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use smallvec::{smallvec, SmallVec};
+
 use crate::frames::Frame;
 use crate::ids::Seq;
 use crate::store::Page;
@@ -45,6 +47,10 @@ pub struct Limits {
     /// Live pushes held while a read runs; past it a push is left to the store.
     pub pending_cap: usize,
 }
+
+/// What one event asks of the session: mostly one frame or nothing, kept inline (no
+/// allocation per push).
+pub type Actions = SmallVec<[Action; 2]>;
 
 /// What the session must do, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,14 +189,14 @@ impl Order {
         }
     }
 
-    fn send(&mut self, seq: Seq, frame: Frame, out: &mut Vec<Action>) {
+    fn send(&mut self, seq: Seq, frame: Frame, out: &mut Actions) {
         debug_assert_eq!(seq, self.delivered + 1);
         self.delivered = seq;
         out.push(Action::Frame { seq, frame });
     }
 
     /// Moves `delivered` to `to` without frames (store evidence), reporting it.
-    fn skip_to(&mut self, to: Seq, out: &mut Vec<Action>) {
+    fn skip_to(&mut self, to: Seq, out: &mut Actions) {
         if to > self.delivered {
             out.push(Action::Skipped {
                 from: self.delivered + 1,
@@ -201,8 +207,8 @@ impl Order {
     }
 
     /// A live push of the session's user.
-    pub fn on_push(&mut self, seq: Seq, frame: Frame) -> Vec<Action> {
-        let mut out = Vec::new();
+    pub fn on_push(&mut self, seq: Seq, frame: Frame) -> Actions {
+        let mut out = Actions::new();
         if seq <= self.delivered {
             return out;
         }
@@ -239,40 +245,40 @@ impl Order {
     /// still on its way). `last_seq` counts as known like a push's seq: the read goes on
     /// until the store delivers or settles everything up to it, and a seq the store settles
     /// (an append that gave up) is passed over once, not read again at every check.
-    pub fn on_position(&mut self, last_seq: Seq) -> Vec<Action> {
+    pub fn on_position(&mut self, last_seq: Seq) -> Actions {
         if last_seq <= self.delivered {
-            return Vec::new();
+            return Actions::new();
         }
         if last_seq > self.known.0 {
             self.known = (last_seq, self.epoch);
         }
         if self.reading.is_some() {
-            return Vec::new();
+            return Actions::new();
         }
-        vec![self.issue(Duration::ZERO)]
+        smallvec![self.issue(Duration::ZERO)]
     }
 
     /// The outstanding read failed.
-    pub fn on_read_failed(&mut self) -> Vec<Action> {
+    pub fn on_read_failed(&mut self) -> Actions {
         let Some(r) = self.reading.take() else {
-            return Vec::new();
+            return Actions::new();
         };
         if r.initial {
             if r.attempt + 1 >= INITIAL_ATTEMPTS {
-                return vec![Action::GiveUp];
+                return smallvec![Action::GiveUp];
             }
-            return vec![self.issue_initial(STORE_RETRY, r.attempt + 1)];
+            return smallvec![self.issue_initial(STORE_RETRY, r.attempt + 1)];
         }
         // A failed read says nothing about the missing seqs: keep holding, read again.
-        vec![self.issue(STORE_RETRY)]
+        smallvec![self.issue(STORE_RETRY)]
     }
 
     /// The outstanding read, which started after `after`, answered `page`.
-    pub fn on_page(&mut self, after: Seq, page: Page) -> Vec<Action> {
+    pub fn on_page(&mut self, after: Seq, page: Page) -> Actions {
         let Some(read) = self.reading.take() else {
-            return Vec::new();
+            return Actions::new();
         };
-        let mut out = Vec::new();
+        let mut out = Actions::new();
         let before = self.delivered;
         if read.initial {
             out.push(Action::Welcome {
@@ -349,7 +355,7 @@ impl Order {
     /// Sends held pushes that are next in order; moves past a gap before a held push only
     /// when the read (number `epoch`) was issued after the push arrived and the store
     /// settled every seq of the gap.
-    fn drain(&mut self, epoch: u64, settled_upto: Seq, out: &mut Vec<Action>) {
+    fn drain(&mut self, epoch: u64, settled_upto: Seq, out: &mut Actions) {
         while let Some(entry) = self.pending.first_entry() {
             let seq = *entry.key();
             if seq <= self.delivered {

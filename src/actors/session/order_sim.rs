@@ -135,7 +135,7 @@ impl Sim {
         self.rng % n.max(1)
     }
 
-    fn apply(&mut self, actions: Vec<Action>) {
+    fn apply(&mut self, actions: Actions) {
         for a in actions {
             trace(self.world.now, format_args!("{a:?}"));
             match a {
@@ -186,7 +186,7 @@ impl Sim {
         self.read = None;
         self.conn_last = self.client.last;
         self.conn_skipped.clear();
-        self.apply(vec![first]);
+        self.apply(smallvec::smallvec![first]);
     }
 
     fn finish_read(&mut self, fail: bool) {
@@ -294,7 +294,7 @@ impl Sim {
             conn_last: 0,
             conn_skipped: BTreeSet::new(),
         };
-        sim.apply(vec![first]);
+        sim.apply(smallvec::smallvec![first]);
         let mut left = appends;
         while left > 0 {
             sim.step(&mut left);

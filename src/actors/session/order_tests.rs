@@ -62,7 +62,7 @@ fn live_at(since: Seq) -> Order {
         Some((ReadFrom::After(since), Duration::ZERO))
     );
     let acts = o.on_page(since, page(&[], since, since));
-    assert_eq!(acts, vec![Action::Welcome { last_seq: since }]);
+    assert_eq!(acts.to_vec(), vec![Action::Welcome { last_seq: since }]);
     o
 }
 
@@ -127,7 +127,7 @@ fn reserved_but_unstored_seq_is_not_settled_and_a_later_push_waits_for_it() {
     let (mut o, _) = Order::start(Some(4), LIMITS);
     // Counter at 5, nothing after 4 stored yet, counter not final: settled only to 4.
     let acts = o.on_page(4, page(&[], 5, 4));
-    assert_eq!(acts, vec![Action::Welcome { last_seq: 5 }]);
+    assert_eq!(acts.to_vec(), vec![Action::Welcome { last_seq: 5 }]);
     let acts = o.on_push(6, frame(6));
     assert_eq!(read_of(&acts), Some((ReadFrom::After(4), Duration::ZERO)));
     // The gap read finds 6 but not 5, whose append is still running: held back.
@@ -236,7 +236,7 @@ fn failed_initial_reads_retry_then_give_up_and_failed_gap_reads_keep_holding() {
         let acts = o.on_read_failed();
         assert_eq!(read_of(&acts), Some((ReadFrom::DeviceCursor, STORE_RETRY)));
     }
-    assert_eq!(o.on_read_failed(), vec![Action::GiveUp]);
+    assert_eq!(o.on_read_failed().to_vec(), vec![Action::GiveUp]);
 
     let mut o = live_at(1);
     o.on_push(3, frame(3));

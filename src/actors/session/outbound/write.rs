@@ -13,7 +13,7 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use super::{Out, Outbound};
 use crate::actors::session::WsSession;
-use crate::frames;
+use crate::frames::{self, Frame};
 use crate::metrics::Stage;
 
 /// Most bytes encoded for one write.
@@ -31,6 +31,8 @@ const MERGE_MAX: usize = 4096;
 /// What the writer puts on the socket next.
 enum Wire {
     Frame(Message),
+    /// A message frame, encoded from its shared pieces straight into the write buffer.
+    Message(Frame),
     Encoded(Bytes),
 }
 
@@ -75,7 +77,7 @@ impl Outbound {
                 if let Some(at) = f.arrived_us() {
                     self.counters.stage(Stage::Socket, at);
                 }
-                (Wire::Frame(Message::Text(f.to_text())), false)
+                (Wire::Message(f), false)
             }
             Out::JsonPong => {
                 self.json_pong = false;
@@ -128,6 +130,7 @@ impl Outbound {
                 Wire::Frame(msg) => {
                     let _ = codec.encode(msg, buf);
                 }
+                Wire::Message(frame) => frames::wire::put_frame(buf, &frame),
                 Wire::Encoded(bytes) => buf.extend_from_slice(&bytes),
             }
             if last {
