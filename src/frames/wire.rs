@@ -91,4 +91,23 @@ mod tests {
         }
         assert!(buf.is_empty(), "nothing beyond the frames");
     }
+
+    #[test]
+    fn a_message_frame_put_from_its_pieces_decodes_to_its_spliced_text() {
+        use crate::frames::MessageParts;
+        // Payloads that put the frame in each of the three length forms.
+        for n in [10_usize, 200, 70_000] {
+            let payload = format!("\"{}\"", "p".repeat(n));
+            let parts = MessageParts::new("m-1", Some("t\"q"), &payload, 1_700, 0);
+            let frame = parts.frame(42);
+            let mut buf = BytesMut::new();
+            put_frame(&mut buf, &frame);
+            let mut codec = Codec::new().client_mode().max_size(1 << 20);
+            match codec.decode(&mut buf).unwrap() {
+                Some(Frame::Text(b)) => assert_eq!(&b[..], frame.to_text().as_bytes()),
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+            assert!(buf.is_empty(), "one frame, nothing more");
+        }
+    }
 }
