@@ -140,12 +140,10 @@ impl Frame {
 
     /// Bytes of the frame's text.
     pub fn len(&self) -> usize {
-        match self {
-            Frame::Text(t) | Frame::Forwarded { text: t, .. } => t.len(),
-            Frame::Shared { parts, seq, .. } => {
-                parts.0.head.len() + itoa::Buffer::new().format(*seq).len() + parts.0.tail.len()
-            }
-        }
+        self.pieces(&mut itoa::Buffer::new())
+            .iter()
+            .map(|piece| piece.len())
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -34,6 +34,7 @@ pub fn encode_text(frames: &[ByteString]) -> Encoded {
 pub fn put_frame(out: &mut BytesMut, frame: &Frame) {
     let mut seq = itoa::Buffer::new();
     let pieces = frame.pieces(&mut seq);
+    // Summed here rather than by `Frame::len`, which would format the seq again.
     let len = pieces.iter().map(|p| p.len()).sum();
     out.reserve(header_len(len) + len);
     put_header(out, len);
