@@ -22,8 +22,8 @@ pub struct NodeConfig {
 pub struct ServerConfig {
     /// Public listener (WebSocket, REST, operations).
     pub listen: SocketAddr,
-    /// HTTP worker threads, and as many hub shards (threads running the sessions of the
-    /// users hashed to them); 0 means one per core.
+    /// HTTP worker threads, each also running one hub shard (and the sessions of the users
+    /// hashed to it); 0 means one per core.
     pub workers: usize,
     /// Most concurrent HTTP connections per worker (an upgraded WebSocket leaves the worker);
     /// past it new connections wait in the backlog.

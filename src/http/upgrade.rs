@@ -55,15 +55,21 @@ pub async fn service(
             // line; the dispatcher's 8 KB read buffer is not kept.
             let early = BytesMut::from(&parts.read_buf[..]);
             drop(parts.read_buf);
-            // The session runs on its user's hub shard thread: the socket moves there.
+            // The session runs on its user's hub shard thread: the socket moves there (every
+            // shard has its thread before the node accepts; else the session stays here).
             let socket = io.into_std()?;
             let deps = state.session.clone();
-            state.hub.home(&opening.user).spawn(async move {
+            let home = state.hub.home(&opening.user).cloned();
+            let start = async move {
                 match TcpStream::from_std(socket) {
                     Ok(io) => WsSession::start(opening, deps, io, &answer, early),
                     Err(e) => tracing::warn!(error = %e, "could not adopt an upgraded socket"),
                 }
-            });
+            };
+            match home {
+                Some(home) => drop(home.spawn(start)),
+                None => drop(actix_rt::spawn(start)),
+            }
         }
         Err(refusal) => {
             io.write_all(&refusal_bytes(&refusal)).await?;

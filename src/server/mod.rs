@@ -64,8 +64,6 @@ pub struct Node {
     /// The spawned server future; it ends once the server has stopped.
     server: Option<actix_rt::task::JoinHandle<std::io::Result<()>>>,
     arbiter: Arbiter,
-    /// The hub shards' threads (their sessions run there too).
-    hub_threads: Vec<Arbiter>,
     cluster: Option<ClusterParts>,
 }
 
@@ -94,12 +92,11 @@ fn node_id(cfg: &Config) -> NodeId {
     }
 }
 
-/// The node's actors, on their own threads so fan-out does not compete with request parsing
-/// on the HTTP workers: the hub shards (one thread each, shared with their users' sessions)
-/// and one thread for the cursor writer and the node's loops.
+/// The node's actors: the hub shards (run by the public HTTP workers as they start, one
+/// each, with their users' sessions) and one thread for the cursor writer and the node's
+/// loops.
 struct Actors {
     arbiter: Arbiter,
-    hub_threads: Vec<Arbiter>,
     hub: HubHandle,
     cursors: CursorsHandle,
 }
@@ -113,7 +110,7 @@ fn start_actors(
     counters: &Arc<Counters>,
 ) -> Actors {
     let arbiter = Arbiter::new();
-    let (hub, hub_threads) = HubHandle::start(
+    let hub = HubHandle::new(
         cfg.workers(),
         node.clone(),
         bindings.clone(),
@@ -134,7 +131,6 @@ fn start_actors(
     arbiter.spawn(sample_loop(counters.clone()));
     Actors {
         arbiter,
-        hub_threads,
         hub,
         cursors,
     }
@@ -233,7 +229,6 @@ pub async fn start_with_store(
         // actix-server starts only when its future is polled, so spawn it right away.
         server: Some(actix_rt::spawn(server)),
         arbiter: actors.arbiter,
-        hub_threads: actors.hub_threads,
         cluster,
     })
 }
@@ -295,20 +290,20 @@ impl Node {
         if !self.cursors.flush().await {
             warn!("cursor writer stopped before the final flush");
         }
+        if self.cluster.is_some() {
+            // Give the hub one binding flush to unbind the users whose sessions just closed;
+            // its shards stop with the HTTP workers they run on.
+            actix_rt::time::sleep(BINDING_FLUSH * 2).await;
+        }
         self.handle.stop(true).await;
         if let Some(server) = self.server.take() {
             let _ = server.await;
         }
         if let Some(c) = self.cluster.take() {
             c.settle(timeout).await;
-            // Give the hub one binding flush to unbind the users whose sessions just closed.
-            actix_rt::time::sleep(BINDING_FLUSH * 2).await;
             c.leave(&state.node).await;
         }
         self.arbiter.stop();
-        for a in &self.hub_threads {
-            a.stop();
-        }
         info!("stopped");
     }
 

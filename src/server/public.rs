@@ -46,6 +46,9 @@ pub fn start(
         .shutdown_timeout(cfg.server.shutdown_timeout_s)
         .disable_signals()
         .listen("herald-public", listener, move || {
+            // Each worker runs one hub shard on its thread (actors/hub/shard.rs); actix-server
+            // accepts only once every worker has started.
+            state.hub.take_shard_here();
             let app_state = state.clone();
             let app = App::new()
                 .app_data(app_state)

@@ -1,11 +1,11 @@
 //! The hub: per-node registry of live sessions (user -> sessions), reached only through
 //! [`HubHandle`].
 //!
-//! The hub is sharded: `server.workers` hub actors, each on its own thread, each holding
-//! the users that hash to it ([`shards`]). A user's sessions run on its shard's thread
-//! ([`HubHandle::home`]), so the hub reaches them without crossing threads and a delivery
-//! crosses at most once (from the HTTP worker that stored it); fan-out and targeted
-//! delivery grow with the number of shards.
+//! The hub is sharded: `server.workers` hub actors, one on each public HTTP worker's thread
+//! (`shard.rs`), each holding the users that hash to it ([`shards`]). A user's sessions run
+//! on its shard's thread ([`HubHandle::home`]), so the hub reaches them without crossing
+//! threads and a delivery crosses at most once (from the HTTP worker that stored it, when
+//! that is another); fan-out and targeted delivery grow with the number of shards.
 //!
 //! The handle is the one place that accounts for the hub backlog (deliveries handed to the
 //! hub and not yet fanned out; a broadcast counts once per live session): it adds when it
@@ -15,6 +15,7 @@
 mod actor;
 mod batch;
 mod drain;
+mod shard;
 pub mod shards;
 
 pub use self::drain::{DrainPace, DrainPolicy};
@@ -28,6 +29,7 @@ use futures_util::future::join_all;
 use tokio::sync::oneshot;
 
 use self::actor::Hub;
+use self::shard::Shard;
 use super::session::SessionHandle;
 use crate::bindings::Bindings;
 use crate::ids::{DeviceId, NodeId, Seq, SessionId, UserId};
@@ -142,44 +144,42 @@ struct GetStats;
 #[derive(Clone)]
 pub struct HubHandle {
     shards: Arc<[Shard]>,
+    /// Builds a shard's actor, on the thread that takes the shard.
+    make: Arc<dyn Fn() -> Hub + Send + Sync>,
     counters: Arc<Counters>,
 }
 
-/// One hub shard: its actor and the thread it (and its users' sessions) run on.
-struct Shard {
-    addr: Addr<Hub>,
-    home: ArbiterHandle,
-}
-
 impl HubHandle {
-    /// Starts `n` hub shards, each on a new thread (returned: the caller stops them); every
-    /// local user is re-bound every `refresh`; broadcasts go out in batches of
-    /// `broadcast_batch` (zero: one by one).
-    pub fn start(
+    /// `n` hub shards that run once threads take them ([`take_shard_here`]); until then
+    /// what is sent to them waits. Every local user is re-bound every `refresh`;
+    /// broadcasts go out in batches of `broadcast_batch` (zero: one by one).
+    ///
+    /// [`take_shard_here`]: Self::take_shard_here
+    pub fn new(
         n: usize,
         node: NodeId,
         bindings: Arc<dyn Bindings>,
         refresh: Duration,
         broadcast_batch: Duration,
         counters: Arc<Counters>,
-    ) -> (Self, Vec<Arbiter>) {
-        let arbiters: Vec<Arbiter> = (0..n.max(1)).map(|_| Arbiter::new()).collect();
-        let shards: Vec<Shard> = arbiters
-            .iter()
-            .map(|arbiter| {
-                let (node, bindings, c) = (node.clone(), bindings.clone(), counters.clone());
-                let home = arbiter.handle();
-                let addr = Hub::start_in_arbiter(&home, move |_| {
-                    Hub::new(node, bindings, refresh, broadcast_batch, c)
-                });
-                Shard { addr, home }
-            })
-            .collect();
-        let handle = Self {
-            shards: shards.into(),
-            counters,
+    ) -> Self {
+        let c = counters.clone();
+        let make = move || {
+            let (node, bindings, c) = (node.clone(), bindings.clone(), c.clone());
+            Hub::new(node, bindings, refresh, broadcast_batch, c)
         };
-        (handle, arbiters)
+        Self {
+            shards: (0..n.max(1)).map(|_| Shard::new()).collect(),
+            make: Arc::new(make),
+            counters,
+        }
+    }
+
+    /// Runs the first shard no thread has taken yet on the current thread (an actix
+    /// arbiter: each public HTTP worker calls this as it starts); false when every shard
+    /// already runs (a worker restarted after its thread died: its shard went with it).
+    pub fn take_shard_here(&self) -> bool {
+        self.shards.iter().any(|s| s.take_here(|| (self.make)()))
     }
 
     fn n(&self) -> usize {
@@ -190,9 +190,9 @@ impl HubHandle {
         &self.shards[shards::shard_of(user, self.n())]
     }
 
-    /// The thread `user`'s sessions run on (its shard's).
-    pub fn home(&self, user: &UserId) -> &ArbiterHandle {
-        &self.shard(user).home
+    /// The thread `user`'s sessions run on (its shard's), once a thread has taken it.
+    pub fn home(&self, user: &UserId) -> Option<&ArbiterHandle> {
+        self.shard(user).home()
     }
 
     /// Sends without waiting, counted as sent to the hub (its queue depth is sent minus
