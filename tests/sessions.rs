@@ -299,3 +299,44 @@ async fn node_at_its_session_cap_refuses_new_sockets_with_503_and_keeps_serving(
     })
     .await;
 }
+
+#[actix_rt::test]
+async fn with_hub_shards_on_two_http_workers_users_of_both_get_their_messages_and_a_drain_closes_all(
+) {
+    let mut node = start_node(&[
+        ("HERALD_SERVER__WORKERS", "2"),
+        ("HERALD_SERVER__HUB_THREADS", "workers"),
+    ])
+    .await;
+    let users: Vec<String> = (0..8).map(|i| format!("w{i}")).collect();
+    let shards: std::collections::HashSet<usize> = users
+        .iter()
+        .map(|u| herald::actors::hub::shards::shard_of(&herald::ids::UserId::parse(u).unwrap(), 2))
+        .collect();
+    assert_eq!(shards.len(), 2, "the users span both shards");
+    let mut clients = Vec::new();
+    for u in &users {
+        let mut ws = node.connect(u, "").await;
+        ws.welcome().await;
+        clients.push(ws);
+    }
+    for u in &users {
+        eventually("online", || async { online(&node, u).await }).await;
+        node.send(u, json!(format!("for {u}"))).await;
+    }
+    let body = json!({"broadcast": true, "payload": "all"}).to_string();
+    assert_eq!(node.post("/api/v1/messages", &body).await.0, 202);
+    for (u, ws) in users.iter().zip(&mut clients) {
+        let m = ws.next_of_type("message").await;
+        assert_eq!(
+            (m["payload"].as_str(), m["seq"].as_u64()),
+            (Some(&*format!("for {u}")), Some(1))
+        );
+        assert_eq!(ws.next_of_type("message").await["payload"], "all");
+    }
+    let drain = actix_rt::spawn(async move { node.node.shutdown().await });
+    for ws in &mut clients {
+        assert_eq!(ws.expect_close().await.0, 1012);
+    }
+    drain.await.unwrap();
+}

@@ -27,7 +27,7 @@ use serde::Deserialize;
 pub use self::auth::{AuthConfig, AuthMode, HttpAuthConfig, JwtAlgorithm};
 pub use self::cluster::{ClusterConfig, RoutesBackend, RoutesConfig};
 pub use self::metrics::MetricsConfig;
-pub use self::server::{IpNet, LogConfig, LogFormat, NodeConfig, ServerConfig};
+pub use self::server::{HubThreads, IpNet, LogConfig, LogFormat, NodeConfig, ServerConfig};
 pub use self::session::{IngestConfig, SessionConfig};
 pub use self::store::{MongoStoreConfig, StoreBackend, StoreConfig, APPEND_BUDGET_CALLS};
 

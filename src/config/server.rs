@@ -22,9 +22,11 @@ pub struct NodeConfig {
 pub struct ServerConfig {
     /// Public listener (WebSocket, REST, operations).
     pub listen: SocketAddr,
-    /// HTTP worker threads, each also running one hub shard (and the sessions of the users
+    /// HTTP worker threads, and as many hub shards (each running the sessions of the users
     /// hashed to it); 0 means one per core.
     pub workers: usize,
+    /// Where the hub shards run: on threads of their own, or one on each HTTP worker.
+    pub hub_threads: HubThreads,
     /// Most concurrent HTTP connections per worker (an upgraded WebSocket leaves the worker);
     /// past it new connections wait in the backlog.
     pub max_connections_per_worker: usize,
@@ -58,6 +60,22 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<IpNet>,
     /// Serve the demo page (`/demo`) and the JS client (`/client/herald.js`).
     pub demo: bool,
+}
+
+/// Where the hub shards (and with them the sessions) run; measured in docs/benchmarks.md
+/// (eighth round).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum HubThreads {
+    /// One thread per shard beside the HTTP workers: a broadcast pass never holds up
+    /// request parsing, and on a machine shared with the store, the MongoDB path costs the
+    /// node less CPU per message.
+    #[default]
+    Own,
+    /// Each HTTP worker runs one shard: half as many busy threads, a targeted message is
+    /// often delivered by the thread that stored it; less CPU per message and less memory
+    /// per connection on the embedded store.
+    Workers,
 }
 
 /// An address block, `10.0.0.0/8` or a single address.
@@ -121,6 +139,7 @@ impl Default for ServerConfig {
             // unwrap: a literal, valid socket address
             listen: "127.0.0.1:8080".parse().unwrap(),
             workers: 0,
+            hub_threads: HubThreads::Own,
             max_connections_per_worker: 25_000,
             max_sessions: 0,
             backlog: 4096,

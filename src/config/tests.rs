@@ -76,6 +76,26 @@ fn bad_value_fails_naming_the_key() {
 }
 
 #[test]
+fn hub_threads_are_own_unless_set_and_only_own_or_workers_are_accepted() {
+    let cfg = Config::from_sources(BASE, &BTreeMap::new()).unwrap();
+    assert_eq!(cfg.server.hub_threads, HubThreads::Own);
+    let on = |v: &str| Config::from_sources(BASE, &env(&[("HERALD_SERVER__HUB_THREADS", v)]));
+    assert_eq!(
+        on("workers").unwrap().server.hub_threads,
+        HubThreads::Workers
+    );
+    let err = on("both").unwrap_err().to_string();
+    assert!(err.contains("hub_threads"), "{err}");
+    let text = include_str!("../../config.toml");
+    let repo = Config::from_sources(text, &BTreeMap::new()).unwrap();
+    assert_eq!(
+        repo.server.hub_threads,
+        HubThreads::Workers,
+        "the embedded single node runs its shards on the workers"
+    );
+}
+
+#[test]
 fn heartbeat_timeout_is_derived_from_heartbeat_when_unset() {
     let cfg =
         Config::from_sources(BASE, &env(&[("HERALD_SESSION__HEARTBEAT_MS", "1000")])).unwrap();

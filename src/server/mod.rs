@@ -28,7 +28,7 @@ use crate::auth::{ApiKeys, Authenticator, KeyError};
 use crate::bindings::memory::MemoryBindings;
 use crate::bindings::Bindings;
 use crate::cluster::LivePeers;
-use crate::config::{Config, StoreBackend};
+use crate::config::{Config, HubThreads, StoreBackend};
 use crate::http::client::ClientLimits;
 use crate::http::dashboard::Dashboard;
 use crate::http::{AppState, Backends};
@@ -64,6 +64,8 @@ pub struct Node {
     /// The spawned server future; it ends once the server has stopped.
     server: Option<actix_rt::task::JoinHandle<std::io::Result<()>>>,
     arbiter: Arbiter,
+    /// The hub shards' own threads (none when they run on the HTTP workers).
+    hub_threads: Vec<Arbiter>,
     cluster: Option<ClusterParts>,
 }
 
@@ -92,11 +94,12 @@ fn node_id(cfg: &Config) -> NodeId {
     }
 }
 
-/// The node's actors: the hub shards (run by the public HTTP workers as they start, one
-/// each, with their users' sessions) and one thread for the cursor writer and the node's
-/// loops.
+/// The node's actors: the hub shards (with their users' sessions: on threads of their own,
+/// or run by the public HTTP workers as they start, one each) and one thread for the cursor
+/// writer and the node's loops.
 struct Actors {
     arbiter: Arbiter,
+    hub_threads: Vec<Arbiter>,
     hub: HubHandle,
     cursors: CursorsHandle,
 }
@@ -118,6 +121,10 @@ fn start_actors(
         cfg.session.broadcast_batch(),
         counters.clone(),
     );
+    let hub_threads = match cfg.server.hub_threads {
+        HubThreads::Own => hub.run_on_own_threads(),
+        HubThreads::Workers => Vec::new(),
+    };
     let every = Duration::from_millis(cfg.store.cursor_flush_ms);
     let cursors = CursorsHandle::start(&arbiter.handle(), store.clone(), every, counters.clone());
     let check = positions::position_loop(
@@ -131,6 +138,7 @@ fn start_actors(
     arbiter.spawn(sample_loop(counters.clone()));
     Actors {
         arbiter,
+        hub_threads,
         hub,
         cursors,
     }
@@ -229,6 +237,7 @@ pub async fn start_with_store(
         // actix-server starts only when its future is polled, so spawn it right away.
         server: Some(actix_rt::spawn(server)),
         arbiter: actors.arbiter,
+        hub_threads: actors.hub_threads,
         cluster,
     })
 }
@@ -291,8 +300,8 @@ impl Node {
             warn!("cursor writer stopped before the final flush");
         }
         if self.cluster.is_some() {
-            // Give the hub one binding flush to unbind the users whose sessions just closed;
-            // its shards stop with the HTTP workers they run on.
+            // Give the hub one binding flush to unbind the users whose sessions just closed
+            // (shards on the HTTP workers stop with them).
             actix_rt::time::sleep(BINDING_FLUSH * 2).await;
         }
         self.handle.stop(true).await;
@@ -304,6 +313,9 @@ impl Node {
             c.leave(&state.node).await;
         }
         self.arbiter.stop();
+        for a in &self.hub_threads {
+            a.stop();
+        }
         info!("stopped");
     }
 

@@ -16,7 +16,7 @@ use actix_web::dev::AppConfig;
 use actix_web::{web, App};
 
 use super::StartError;
-use crate::config::Config;
+use crate::config::{Config, HubThreads};
 use crate::http::{self, AppState};
 
 /// How long a client has to send its request head (actix-web's default).
@@ -37,6 +37,7 @@ pub fn start(
         .listen(i32::try_from(cfg.server.backlog).unwrap_or(i32::MAX))
         .map_err(StartError::Listen)?;
     let addr = listener.local_addr().map_err(StartError::Listen)?;
+    let on_workers = cfg.server.hub_threads == HubThreads::Workers;
     let builder = Server::build();
     let shutdown = builder.graceful_shutdown_signal();
     let builder = builder
@@ -46,9 +47,11 @@ pub fn start(
         .shutdown_timeout(cfg.server.shutdown_timeout_s)
         .disable_signals()
         .listen("herald-public", listener, move || {
-            // Each worker runs one hub shard on its thread (actors/hub/shard.rs); actix-server
-            // accepts only once every worker has started.
-            state.hub.take_shard_here();
+            // With `hub_threads = "workers"` each worker runs one hub shard on its thread
+            // (actors/hub/shard.rs); actix-server accepts once every worker has started.
+            if on_workers {
+                state.hub.take_shard_here();
+            }
             let app_state = state.clone();
             let app = App::new()
                 .app_data(app_state)

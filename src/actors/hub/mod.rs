@@ -1,11 +1,12 @@
 //! The hub: per-node registry of live sessions (user -> sessions), reached only through
 //! [`HubHandle`].
 //!
-//! The hub is sharded: `server.workers` hub actors, one on each public HTTP worker's thread
-//! (`shard.rs`), each holding the users that hash to it ([`shards`]). A user's sessions run
-//! on its shard's thread ([`HubHandle::home`]), so the hub reaches them without crossing
-//! threads and a delivery crosses at most once (from the HTTP worker that stored it, when
-//! that is another); fan-out and targeted delivery grow with the number of shards.
+//! The hub is sharded: `server.workers` hub actors, each on a thread of its own or on one
+//! of the public HTTP workers' (`server.hub_threads`, `shard.rs`), each holding the users
+//! that hash to it ([`shards`]). A user's sessions run on its shard's thread
+//! ([`HubHandle::home`]), so the hub reaches them without crossing threads and a delivery
+//! crosses at most once (from the HTTP worker that stored it, when that is another
+//! thread); fan-out and targeted delivery grow with the number of shards.
 //!
 //! The handle is the one place that accounts for the hub backlog (deliveries handed to the
 //! hub and not yet fanned out; a broadcast counts once per live session): it adds when it
@@ -29,7 +30,7 @@ use futures_util::future::join_all;
 use tokio::sync::oneshot;
 
 use self::actor::Hub;
-use self::shard::Shard;
+use self::shard::{MakeHub, Shard};
 use super::session::SessionHandle;
 use crate::bindings::Bindings;
 use crate::ids::{DeviceId, NodeId, Seq, SessionId, UserId};
@@ -145,15 +146,17 @@ struct GetStats;
 pub struct HubHandle {
     shards: Arc<[Shard]>,
     /// Builds a shard's actor, on the thread that takes the shard.
-    make: Arc<dyn Fn() -> Hub + Send + Sync>,
+    make: MakeHub,
     counters: Arc<Counters>,
 }
 
 impl HubHandle {
-    /// `n` hub shards that run once threads take them ([`take_shard_here`]); until then
-    /// what is sent to them waits. Every local user is re-bound every `refresh`;
-    /// broadcasts go out in batches of `broadcast_batch` (zero: one by one).
+    /// `n` hub shards that run once threads take them ([`run_on_own_threads`] or
+    /// [`take_shard_here`]); until then what is sent to them waits. Every local user is
+    /// re-bound every `refresh`; broadcasts go out in batches of `broadcast_batch` (zero:
+    /// one by one).
     ///
+    /// [`run_on_own_threads`]: Self::run_on_own_threads
     /// [`take_shard_here`]: Self::take_shard_here
     pub fn new(
         n: usize,
@@ -175,11 +178,22 @@ impl HubHandle {
         }
     }
 
-    /// Runs the first shard no thread has taken yet on the current thread (an actix
-    /// arbiter: each public HTTP worker calls this as it starts); false when every shard
-    /// already runs (a worker restarted after its thread died: its shard went with it).
+    /// Runs every shard on a new thread of its own (`server.hub_threads = "own"`); the
+    /// threads are returned for the caller to stop.
+    pub fn run_on_own_threads(&self) -> Vec<Arbiter> {
+        let threads: Vec<Arbiter> = self.shards.iter().map(|_| Arbiter::new()).collect();
+        for (shard, thread) in self.shards.iter().zip(&threads) {
+            shard.take_on(&thread.handle(), &self.make);
+        }
+        threads
+    }
+
+    /// Runs the first shard no thread has taken yet on the current thread, an actix arbiter
+    /// (`"workers"`: each public HTTP worker calls this as it starts); false when every
+    /// shard already runs (a worker restarted after its thread died: its shard went with
+    /// it).
     pub fn take_shard_here(&self) -> bool {
-        self.shards.iter().any(|s| s.take_here(|| (self.make)()))
+        self.shards.iter().any(|s| s.take_here(&self.make))
     }
 
     fn n(&self) -> usize {

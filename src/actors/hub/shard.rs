@@ -1,17 +1,19 @@
 //! One hub shard: its actor's address, handed out from the start, and the thread it runs
-//! on, which is one of the public HTTP workers'. The address exists before the actor runs:
-//! whatever is sent to it waits in the mailbox until a worker takes the shard
-//! ([`Shard::take_here`]), which every worker does while it starts, before the node accepts
-//! its first connection.
+//! on. The address exists before the actor runs: whatever is sent to it waits in the
+//! mailbox until a thread takes the shard, either a thread of its own
+//! ([`Shard::take_on`], `server.hub_threads = "own"`) or one of the public HTTP workers as
+//! it starts ([`Shard::take_here`], `"workers"`), before the node accepts its first
+//! connection.
 //!
-//! Why on the HTTP workers rather than threads of their own: a targeted message is parsed
-//! and stored by the worker that read its POST and delivered by its user's shard; on a
-//! thread of its own that shard had to be woken for it, on the worker it is often already
-//! running (same thread for half the users with two workers, busy for the others). Two
-//! threads instead of four on a two-core machine: 27.2 against 30.5 µs of server CPU per
-//! targeted message (docs/benchmarks.md, eighth round).
+//! On the workers, a targeted message is parsed and stored by the worker that read its POST
+//! and delivered by its user's shard, which is often already running there (the same thread
+//! for half the users with two workers): two busy threads instead of four on two cores. The
+//! trade-offs, measured in docs/benchmarks.md (eighth round): on the embedded store, less
+//! server CPU per targeted message and less memory per connection; but a POST that reaches
+//! a worker during its shard's broadcast pass waits for the pass, and with the store on the
+//! same two cores the MongoDB path cost the node more CPU per message.
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use actix::dev::channel::{channel, AddressReceiver};
 use actix::prelude::*;
@@ -21,12 +23,15 @@ use super::actor::Hub;
 /// Mailbox slots of a shard (actix's default for any actor).
 const MAILBOX: usize = 16;
 
+/// Builds a shard's actor, on the thread that runs it.
+pub(super) type MakeHub = Arc<dyn Fn() -> Hub + Send + Sync>;
+
 /// A hub shard, started or still waiting for its thread.
 pub(super) struct Shard {
     pub(super) addr: Addr<Hub>,
     /// The thread the shard, and its users' sessions, run on; set when it is taken.
     home: OnceLock<ArbiterHandle>,
-    /// The mailbox's receiving end until a worker runs the actor.
+    /// The mailbox's receiving end until a thread runs the actor.
     waiting: Mutex<Option<AddressReceiver<Hub>>>,
 }
 
@@ -41,20 +46,34 @@ impl Shard {
         }
     }
 
-    /// Runs `hub` as this shard on the current thread (an actix arbiter), unless a thread
-    /// already took the shard; whether this call took it.
-    pub(super) fn take_here(&self, hub: impl FnOnce() -> Hub) -> bool {
-        let taken = self
-            .waiting
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        let Some(rx) = taken else {
+    /// Claims the shard for `home`, unless a thread already took it.
+    fn take(&self, home: &ArbiterHandle) -> Option<AddressReceiver<Hub>> {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        let rx = waiting.take()?;
+        let _ = self.home.set(home.clone());
+        Some(rx)
+    }
+
+    /// Runs the shard on the current thread (an actix arbiter), unless a thread already
+    /// took it; whether this call took it.
+    pub(super) fn take_here(&self, make: &MakeHub) -> bool {
+        let Some(rx) = self.take(&Arbiter::current()) else {
             return false;
         };
-        let _ = self.home.set(Arbiter::current());
-        Context::with_receiver(rx).run(hub());
+        Context::with_receiver(rx).run(make());
         true
+    }
+
+    /// Runs the shard on `home` (the actor is built there), unless a thread already took
+    /// it; the shard's home is known when this returns.
+    pub(super) fn take_on(&self, home: &ArbiterHandle, make: &MakeHub) -> bool {
+        let Some(rx) = self.take(home) else {
+            return false;
+        };
+        let make = make.clone();
+        home.spawn_fn(move || {
+            Context::with_receiver(rx).run(make());
+        })
     }
 
     /// The thread the shard runs on, once taken.
@@ -65,7 +84,6 @@ impl Shard {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use std::time::Duration;
 
     use super::super::GetStats;
@@ -74,11 +92,13 @@ mod tests {
     use crate::ids::NodeId;
     use crate::metrics::Counters;
 
-    fn hub() -> Hub {
-        let node = NodeId::parse("n1").unwrap();
-        let bindings = Arc::new(MemoryBindings::default());
-        let every = Duration::from_secs(1);
-        Hub::new(node, bindings, every, every, Arc::new(Counters::default()))
+    fn make() -> MakeHub {
+        Arc::new(|| {
+            let node = NodeId::parse("n1").unwrap();
+            let bindings = Arc::new(MemoryBindings::default());
+            let every = Duration::from_secs(1);
+            Hub::new(node, bindings, every, every, Arc::new(Counters::default()))
+        })
     }
 
     #[test]
@@ -87,7 +107,7 @@ mod tests {
             let shard = Shard::new();
             assert!(shard.home().is_none(), "no home before a thread takes it");
             let early = shard.addr.send(GetStats);
-            assert!(shard.take_here(hub));
+            assert!(shard.take_here(&make()));
             assert!(shard.home().is_some());
             let stats = early.await.expect("answered by the shard once it runs");
             assert_eq!((stats.sessions, stats.users), (0, 0));
@@ -95,12 +115,29 @@ mod tests {
     }
 
     #[test]
+    fn a_shard_taken_on_a_thread_of_its_own_has_its_home_at_once_and_answers_from_there() {
+        actix::System::new().block_on(async {
+            let shard = Shard::new();
+            let own = Arbiter::new();
+            assert!(shard.take_on(&own.handle(), &make()));
+            assert!(shard.home().is_some(), "known before the actor runs");
+            let stats = shard.addr.send(GetStats).await.expect("answered");
+            assert_eq!(stats.sessions, 0);
+            own.stop();
+        });
+    }
+
+    #[test]
     fn a_shard_is_taken_by_one_thread_only() {
         actix::System::new().block_on(async {
             let shard = Shard::new();
-            assert!(shard.take_here(hub));
-            let second = shard.take_here(|| unreachable!("built only by the call that takes it"));
-            assert!(!second, "a second thread finds it taken");
+            assert!(shard.take_here(&make()));
+            let never: MakeHub = Arc::new(|| unreachable!("built only by the call that takes it"));
+            assert!(!shard.take_here(&never), "a worker finds it taken");
+            assert!(
+                !shard.take_on(&Arbiter::current(), &never),
+                "so does a thread of its own"
+            );
             assert!(shard.addr.connected());
         });
     }
