@@ -85,6 +85,11 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     if state.draining.load(Ordering::Relaxed) {
         problems.push("draining".to_string());
     }
+    let stopped = state.hub.stopped_shards();
+    if stopped > 0 {
+        // A shard's thread died: its users get nothing live until the node restarts.
+        problems.push(format!("{stopped} hub shard(s) stopped"));
+    }
     let b = &state.backends;
     if b.store.health().await.is_err() {
         problems.push(format!("{} store unreachable", b.store.name()));

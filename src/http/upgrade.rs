@@ -67,7 +67,11 @@ pub async fn service(
                 }
             };
             match home {
-                Some(home) => drop(home.spawn(start)),
+                Some(home) => {
+                    if !home.spawn(start) {
+                        tracing::error!("the hub shard's thread has stopped; socket dropped");
+                    }
+                }
                 None => drop(actix_rt::spawn(start)),
             }
         }

@@ -51,7 +51,13 @@ pub enum StartError {
     Redis(String),
     #[error("message store unavailable at startup: {0}")]
     Store(String),
+    #[error("the HTTP workers did not start within {0:?}")]
+    Workers(Duration),
 }
+
+/// How long the HTTP workers may take to start (and, with `server.hub_threads =
+/// "workers"`, to take their hub shards).
+const WORKERS_START: Duration = Duration::from_secs(30);
 
 /// A running node.
 pub struct Node {
@@ -224,22 +230,41 @@ pub async fn start_with_store(
         demo: cfg.server.demo,
         started: Instant::now(),
     });
-    // Step 5, the public HTTP server.
+    // Step 5, the public HTTP server (started only when its future is polled, so spawned
+    // at once); with the shards on its workers, they run once it has started.
     let server = public::start(&cfg, listener, state.clone())?;
+    let handle = server.handle();
+    let server = actix_rt::spawn(server);
+    if !shards_taken(&state.hub).await {
+        handle.stop(false).await;
+        return Err(StartError::Workers(WORKERS_START));
+    }
     let b = &state.backends;
     info!(node = %node, %addr, workers = cfg.workers(), store = b.store.name(), routes = b.bindings.name(), "herald node listening");
     Ok(Node {
         addr,
-        handle: server.handle(),
+        handle,
         state,
         cfg,
         cursors: actors.cursors,
-        // actix-server starts only when its future is polled, so spawn it right away.
-        server: Some(actix_rt::spawn(server)),
+        server: Some(server),
         arbiter: actors.arbiter,
         hub_threads: actors.hub_threads,
         cluster,
     })
+}
+
+/// Waits until every hub shard runs on a thread (at once when they have threads of their
+/// own); false if the HTTP workers did not take theirs within [`WORKERS_START`].
+async fn shards_taken(hub: &HubHandle) -> bool {
+    let started = Instant::now();
+    while hub.waiting_shards() > 0 {
+        if started.elapsed() > WORKERS_START {
+            return false;
+        }
+        actix_rt::time::sleep(Duration::from_millis(2)).await;
+    }
+    true
 }
 
 /// The ingestion service; with MongoDB, appends go through group commit (on the system's

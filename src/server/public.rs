@@ -50,7 +50,8 @@ pub fn start(
             // With `hub_threads = "workers"` each worker runs one hub shard on its thread
             // (actors/hub/shard.rs); actix-server accepts once every worker has started.
             if on_workers && !state.hub.take_shard_here() {
-                // Only a worker started again after its thread died finds none left.
+                // Only a worker started again after its thread died finds none left; /readyz
+                // reports the stopped shard.
                 tracing::error!(
                     "an HTTP worker restarted: its hub shard stopped with the old thread, \
                      and that shard's users get nothing live until the node restarts"

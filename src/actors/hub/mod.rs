@@ -16,6 +16,9 @@
 mod actor;
 mod batch;
 mod drain;
+#[cfg(test)]
+mod handle_tests;
+mod messages;
 mod shard;
 pub mod shards;
 
@@ -30,6 +33,10 @@ use futures_util::future::join_all;
 use tokio::sync::oneshot;
 
 use self::actor::Hub;
+use self::messages::{
+    Broadcast, Deliver, Drain, GetStats, Join, Leave, LocalUsers, Positions, Presence, Rebind,
+    RebindAll,
+};
 use self::shard::{MakeHub, Shard};
 use super::session::SessionHandle;
 use crate::bindings::Bindings;
@@ -61,85 +68,6 @@ pub struct DevicePresence {
 #[derive(Debug, Clone, Copy, thiserror::Error)]
 #[error("hub is stopping")]
 pub struct HubGone;
-
-/// A session started and wants its user's messages; `bound` fires once the user's binding
-/// is written (at once on a single node): only then does the session read the store, so any
-/// message stored after that read finds the binding.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Join {
-    user: UserId,
-    device: DeviceId,
-    session: SessionId,
-    handle: SessionHandle,
-    bound: oneshot::Sender<()>,
-}
-
-/// A session stopped.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Leave {
-    user: UserId,
-    session: SessionId,
-}
-
-/// Stored messages for users that may have sessions here; answers the users that have none
-/// (so a forwarding peer can drop a stale binding).
-#[derive(Message)]
-#[rtype(result = "Vec<UserId>")]
-struct Deliver(Vec<Delivery>);
-
-/// A broadcast frame for every local session; `weight` is what was added to the backlog.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Broadcast {
-    frame: ByteString,
-    weight: u64,
-}
-
-/// These users' bindings expired or are overdue: re-bind the ones still held here; with
-/// `unbind_absent`, also remove the bindings of the others.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Rebind {
-    users: Vec<UserId>,
-    unbind_absent: bool,
-}
-
-/// The binding table lost its data (Redis restarted empty or came back): bind every local
-/// user now instead of waiting for the next refresh.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct RebindAll;
-
-/// Which devices of a user are connected here.
-#[derive(Message)]
-#[rtype(result = "Vec<DevicePresence>")]
-struct Presence(UserId);
-
-/// Every user with a session here.
-#[derive(Message)]
-#[rtype(result = "Vec<UserId>")]
-struct LocalUsers;
-
-/// The position check's answer: `seqs[i]` is the newest stored seq of `users[i]`.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Positions {
-    users: Vec<UserId>,
-    seqs: Vec<Seq>,
-}
-
-/// Refuse new sessions and tell every session to reconnect (1012), spread as the policy
-/// says; answers how many sessions there were.
-#[derive(Message)]
-#[rtype(result = "usize")]
-struct Drain(DrainPolicy);
-
-/// Counts for stats and drain progress.
-#[derive(Message)]
-#[rtype(result = "HubStats")]
-struct GetStats;
 
 /// The node's way to its hub shards.
 #[derive(Clone)]
@@ -189,11 +117,31 @@ impl HubHandle {
     }
 
     /// Runs the first shard no thread has taken yet on the current thread, an actix arbiter
-    /// (`"workers"`: each public HTTP worker calls this as it starts); false when every
-    /// shard already runs (a worker restarted after its thread died: its shard went with
-    /// it).
+    /// (`"workers"`: each public HTTP worker calls this as it starts), unless the thread
+    /// already runs one; false when it runs none and every shard is taken (a worker started
+    /// again after its thread died: its shard went with it).
     pub fn take_shard_here(&self) -> bool {
-        self.shards.iter().any(|s| s.take_here(&self.make))
+        thread_local! {
+            /// This thread runs a shard: a worker whose services are built again keeps it.
+            static RUNS_A_SHARD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        }
+        if RUNS_A_SHARD.get() {
+            return true;
+        }
+        let took = self.shards.iter().any(|s| s.take_here(&self.make));
+        RUNS_A_SHARD.set(took);
+        took
+    }
+
+    /// Shards not yet taken by a thread.
+    pub fn waiting_shards(&self) -> usize {
+        self.shards.iter().filter(|s| s.home().is_none()).count()
+    }
+
+    /// Shards whose thread stopped (the node is stopping, or a thread died: its users get
+    /// nothing live until the node restarts, and readiness says so).
+    pub fn stopped_shards(&self) -> usize {
+        self.shards.iter().filter(|s| s.stopped()).count()
     }
 
     fn n(&self) -> usize {
@@ -210,14 +158,18 @@ impl HubHandle {
     }
 
     /// Sends without waiting, counted as sent to the hub (its queue depth is sent minus
-    /// handled).
-    fn tell<M>(&self, shard: &Shard, msg: M)
+    /// handled); false, sending nothing, when the shard has stopped.
+    fn tell<M>(&self, shard: &Shard, msg: M) -> bool
     where
         M: Message<Result: Send> + Send + 'static,
         Hub: Handler<M>,
     {
+        if shard.stopped() {
+            return false;
+        }
         self.counters.actor(ActorKind::Hub).sent(1);
         shard.addr.do_send(msg);
+        true
     }
 
     /// Sends and waits for the answer, counted like [`tell`](Self::tell).
@@ -267,6 +219,11 @@ impl HubHandle {
         Counters::add(&self.counters.hub_backlog, n);
     }
 
+    /// Takes back what was counted for a stopped shard, which will never handle it.
+    fn uncount(&self, n: u64) {
+        Counters::sub(&self.counters.hub_backlog, n);
+    }
+
     /// Pushes stored messages to their users' local sessions.
     pub fn deliver(&self, items: Vec<Delivery>) {
         if items.is_empty() {
@@ -275,8 +232,9 @@ impl HubHandle {
         self.count(items.len() as u64);
         let parts = shards::split(items, self.n(), |d| &d.user);
         for (shard, part) in self.shards.iter().zip(parts) {
-            if !part.is_empty() {
-                self.tell(shard, Deliver(part));
+            let n = part.len() as u64;
+            if n > 0 && !self.tell(shard, Deliver(part)) {
+                self.uncount(n);
             }
         }
     }
@@ -291,13 +249,20 @@ impl HubHandle {
         }
         self.count(items.len() as u64);
         let parts = shards::split(items, self.n(), |d| &d.user);
-        let asks = self
-            .shards
-            .iter()
-            .zip(parts)
-            .filter(|(_, part)| !part.is_empty())
-            .map(|(shard, part)| self.ask(shard, Deliver(part)));
+        // A stopped shard has no sessions: its users are missing here.
         let mut missing = Vec::new();
+        let mut asks = Vec::with_capacity(parts.len());
+        for (shard, part) in self.shards.iter().zip(parts) {
+            if part.is_empty() {
+                continue;
+            }
+            if shard.stopped() {
+                self.uncount(part.len() as u64);
+                missing.extend(part.into_iter().map(|d| d.user));
+            } else {
+                asks.push(self.ask(shard, Deliver(part)));
+            }
+        }
         for answer in join_all(asks).await {
             missing.extend(answer?);
         }
@@ -311,13 +276,10 @@ impl HubHandle {
         let n = self.n();
         for (i, shard) in self.shards.iter().enumerate() {
             let weight = shards::weight_share(weight, i, n);
-            self.tell(
-                shard,
-                Broadcast {
-                    frame: frame.clone(),
-                    weight,
-                },
-            );
+            let frame = frame.clone();
+            if !self.tell(shard, Broadcast { frame, weight }) {
+                self.uncount(weight);
+            }
         }
     }
 
@@ -347,13 +309,17 @@ impl HubHandle {
     /// The user's devices connected to this node.
     pub async fn presence(&self, user: UserId) -> Result<Vec<DevicePresence>, HubGone> {
         let shard = self.shard(&user);
+        if shard.stopped() {
+            return Ok(Vec::new());
+        }
         self.ask(shard, Presence(user)).await
     }
 
     /// Every user with a session here (for the position check).
     pub async fn local_users(&self) -> Result<Vec<UserId>, HubGone> {
         let mut users = Vec::new();
-        for part in join_all(self.shards.iter().map(|s| self.ask(s, LocalUsers))).await {
+        let live = self.shards.iter().filter(|s| !s.stopped());
+        for part in join_all(live.map(|s| self.ask(s, LocalUsers))).await {
             users.extend(part?);
         }
         Ok(users)

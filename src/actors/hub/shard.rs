@@ -80,6 +80,12 @@ impl Shard {
     pub(super) fn home(&self) -> Option<&ArbiterHandle> {
         self.home.get()
     }
+
+    /// Its actor ran and is gone (its thread stopped: the node is stopping, or the thread
+    /// died). A shard that no thread has taken yet is not stopped: its mailbox waits.
+    pub(super) fn stopped(&self) -> bool {
+        !self.addr.connected()
+    }
 }
 
 #[cfg(test)]
@@ -123,8 +129,22 @@ mod tests {
             assert!(shard.home().is_some(), "known before the actor runs");
             let stats = shard.addr.send(GetStats).await.expect("answered");
             assert_eq!(stats.sessions, 0);
+            assert!(!shard.stopped());
             own.stop();
+            let gone = async {
+                while !shard.stopped() {
+                    actix_rt::time::sleep(Duration::from_millis(5)).await;
+                }
+            };
+            tokio::time::timeout(Duration::from_secs(5), gone)
+                .await
+                .expect("a shard whose thread stopped is stopped");
         });
+    }
+
+    #[test]
+    fn a_shard_no_thread_has_taken_is_not_stopped() {
+        assert!(!Shard::new().stopped());
     }
 
     #[test]
@@ -138,7 +158,12 @@ mod tests {
                 !shard.take_on(&Arbiter::current(), &never),
                 "so does a thread of its own"
             );
-            assert!(shard.addr.connected());
+            let stats = shard
+                .addr
+                .send(GetStats)
+                .await
+                .expect("the first actor answers");
+            assert_eq!(stats.sessions, 0);
         });
     }
 }
