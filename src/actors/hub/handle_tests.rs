@@ -20,6 +20,29 @@ fn delivery(to: &UserId) -> Delivery {
     }
 }
 
+/// A handle on two shards that no thread has taken yet; broadcasts go out after `batch`.
+fn handle(batch: Duration) -> HubHandle {
+    let node = NodeId::parse("n1").unwrap();
+    let bindings = Arc::new(MemoryBindings::default());
+    let counters = Arc::new(Counters::default());
+    HubHandle::new(2, node, bindings, Duration::from_secs(1), batch, counters)
+}
+
+/// Waits, at most 5 s, until `done` holds; fails saying `what` should have happened.
+pub(super) async fn until(what: &str, done: impl Fn() -> bool) {
+    let wait = async {
+        while !done() {
+            actix_rt::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(5), wait)
+        .await
+        .is_err()
+    {
+        panic!("{what}");
+    }
+}
+
 /// A user on shard `k` of two.
 fn on_shard(k: usize) -> UserId {
     (0..64)
@@ -31,23 +54,15 @@ fn on_shard(k: usize) -> UserId {
 #[test]
 fn a_stopped_shards_users_are_reported_missing_and_leave_no_backlog_behind() {
     actix::System::new().block_on(async {
-        let counters = Arc::new(Counters::default());
-        let node = NodeId::parse("n1").unwrap();
-        let bindings = Arc::new(MemoryBindings::default());
-        let every = Duration::from_secs(1);
-        let hub = HubHandle::new(2, node, bindings, every, Duration::ZERO, counters);
+        let hub = handle(Duration::ZERO);
         let threads = hub.run_on_own_threads();
         assert_eq!((hub.waiting_shards(), hub.stopped_shards()), (0, 0));
         let (live, gone) = (on_shard(0), on_shard(1));
         threads[1].stop();
-        let stopped = async {
-            while hub.stopped_shards() == 0 {
-                actix_rt::time::sleep(Duration::from_millis(5)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(5), stopped)
-            .await
-            .expect("the shard whose thread stopped is seen stopped");
+        until("the shard whose thread stopped is seen stopped", || {
+            hub.stopped_shards() > 0
+        })
+        .await;
         assert_eq!(hub.stopped_shards(), 1);
 
         let items = vec![delivery(&live), delivery(&gone)];
@@ -62,14 +77,11 @@ fn a_stopped_shards_users_are_reported_missing_and_leave_no_backlog_behind() {
         assert_eq!(hub.backlog(), 0);
         hub.deliver(vec![delivery(&gone)]);
         hub.broadcast(bytestring::ByteString::from_static("{}"));
-        let settled = async {
-            while hub.backlog() > 0 {
-                actix_rt::time::sleep(Duration::from_millis(5)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(5), settled)
-            .await
-            .expect("nothing stays counted for a shard that will never handle it");
+        until(
+            "nothing stays counted for a shard that will never handle it",
+            || hub.backlog() == 0,
+        )
+        .await;
         assert!(hub.presence(gone).await.unwrap().is_empty());
         assert!(hub.local_users().await.unwrap().is_empty());
         threads[0].stop();
@@ -79,11 +91,7 @@ fn a_stopped_shards_users_are_reported_missing_and_leave_no_backlog_behind() {
 #[test]
 fn a_thread_runs_one_shard_however_often_it_asks() {
     actix::System::new().block_on(async {
-        let node = NodeId::parse("n1").unwrap();
-        let bindings = Arc::new(MemoryBindings::default());
-        let every = Duration::from_secs(1);
-        let counters = Arc::new(Counters::default());
-        let hub = HubHandle::new(2, node, bindings, every, every, counters);
+        let hub = handle(Duration::from_secs(1));
         assert!(hub.take_shard_here());
         assert!(
             hub.take_shard_here(),

@@ -92,6 +92,7 @@ impl Shard {
 mod tests {
     use std::time::Duration;
 
+    use super::super::handle_tests::until;
     use super::super::GetStats;
     use super::*;
     use crate::bindings::memory::MemoryBindings;
@@ -131,14 +132,10 @@ mod tests {
             assert_eq!(stats.sessions, 0);
             assert!(!shard.stopped());
             own.stop();
-            let gone = async {
-                while !shard.stopped() {
-                    actix_rt::time::sleep(Duration::from_millis(5)).await;
-                }
-            };
-            tokio::time::timeout(Duration::from_secs(5), gone)
-                .await
-                .expect("a shard whose thread stopped is stopped");
+            until("a shard whose thread stopped is stopped", || {
+                shard.stopped()
+            })
+            .await;
         });
     }
 
