@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use super::fleet;
 use super::protocol::{Progress, WorkerEvent, FINISH};
 use super::publisher::{self, Live, Plan};
-use super::report::{counter_delta, merge_summaries, per, r3, Report};
+use super::report::{counter_delta, explain_missed_rate, merge_summaries, per, r3, Report};
 use super::setup::{setup, Setup};
 use super::sys::{cpu_secs, rss_bytes};
 use super::{BenchArgs, Mode};
@@ -279,35 +279,7 @@ impl Run {
         self.finish(timeout).await;
         merge_summaries(&mut report, &self.workers, first_send_us);
         if report.offered_rate_held == Some(false) {
-            eprintln!(
-                "bench: the offered rate was NOT held: {} msg/s offered, {} accepted/s, \
-                 {} refused, {} failed, {} unsent, {} lost",
-                report.rate_offered,
-                report.publish_rate,
-                report.rejected,
-                report.publish_failed,
-                report.unsent,
-                report.loss
-            );
-            for (reason, n) in &report.refusals {
-                eprintln!("bench: {n} requests refused {reason}");
-            }
-            if report.late_requests > 0 {
-                eprintln!(
-                    "bench: {} requests went out late, all {} publishing connections waiting \
-                     for answers: either the node could not keep up, or the pool was too small \
-                     for the request latency (rate <= connections / latency); if the node had \
-                     CPU to spare, raise --publish-conns",
-                    report.late_requests, report.publish_conns
-                );
-            }
-            if report.refusals.keys().any(|r| r.ends_with(" rate_limited")) {
-                eprintln!(
-                    "bench: the node's per-key limit capped this run; lift it to measure \
-                     capacity (HERALD_INGEST__KEY_REQUESTS_PER_S=0, \
-                     HERALD_INGEST__KEY_MESSAGES_PER_S=0)"
-                );
-            }
+            explain_missed_rate(&report);
         }
         report.elapsed_secs = r3(self.started.elapsed().as_secs_f64());
         report

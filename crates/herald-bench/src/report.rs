@@ -217,6 +217,40 @@ pub fn merge_summaries(report: &mut Report, workers: &[Worker], first_send_us: u
     }
 }
 
+/// Says on stderr why a run missed its offered rate: refusals by reason, requests that went
+/// out late (the node or the publishing pool could not keep up), the node's per-key limit.
+pub fn explain_missed_rate(report: &Report) {
+    eprintln!(
+        "bench: the offered rate was NOT held: {} msg/s offered, {} accepted/s, \
+         {} refused, {} failed, {} unsent, {} lost",
+        report.rate_offered,
+        report.publish_rate,
+        report.rejected,
+        report.publish_failed,
+        report.unsent,
+        report.loss
+    );
+    for (reason, n) in &report.refusals {
+        eprintln!("bench: {n} requests refused {reason}");
+    }
+    if report.late_requests > 0 {
+        eprintln!(
+            "bench: {} requests went out late, all {} publishing connections waiting \
+             for answers: either the node could not keep up, or the pool was too small \
+             for the request latency (rate <= connections / latency); if the node had \
+             CPU to spare, raise --publish-conns",
+            report.late_requests, report.publish_conns
+        );
+    }
+    if report.refusals.keys().any(|r| r.ends_with(" rate_limited")) {
+        eprintln!(
+            "bench: the node's per-key limit capped this run; lift it to measure \
+             capacity (HERALD_INGEST__KEY_REQUESTS_PER_S=0, \
+             HERALD_INGEST__KEY_MESSAGES_PER_S=0)"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

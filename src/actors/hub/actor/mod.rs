@@ -7,6 +7,7 @@
 //! without bound.
 
 mod broadcast;
+mod queries;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,10 +18,7 @@ use tracing::{debug, warn};
 
 use super::batch::Batch;
 use super::drain::{Spread, DRAIN_TICK};
-use super::{
-    Deliver, DevicePresence, Drain, GetStats, HubStats, Join, Leave, LocalUsers, Positions,
-    Presence, Rebind, RebindAll, BINDING_FLUSH,
-};
+use super::{Deliver, Drain, Join, Leave, Positions, Rebind, RebindAll, BINDING_FLUSH};
 use crate::actors::session::{Lane, Offered, SessionHandle};
 use crate::bindings::Bindings;
 use crate::clock::now_ms;
@@ -310,41 +308,6 @@ impl Handler<RebindAll> for Hub {
     }
 }
 
-impl Handler<Presence> for Hub {
-    type Result = MessageResult<Presence>;
-
-    fn handle(&mut self, msg: Presence, _ctx: &mut Self::Context) -> Self::Result {
-        let c = self.counters.clone();
-        let _timed = c.handling(ActorKind::Hub);
-        let devices = self
-            .users
-            .get(&msg.0)
-            .map(|members| {
-                members
-                    .iter()
-                    .map(|m| DevicePresence {
-                        device: m.device.clone(),
-                        session: m.session.to_string(),
-                        node: self.node.to_string(),
-                        connected_at_ms: m.connected_at_ms,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        MessageResult(devices)
-    }
-}
-
-impl Handler<LocalUsers> for Hub {
-    type Result = MessageResult<LocalUsers>;
-
-    fn handle(&mut self, _: LocalUsers, _ctx: &mut Self::Context) -> Self::Result {
-        let c = self.counters.clone();
-        let _timed = c.handling(ActorKind::Hub);
-        MessageResult(self.users.keys().cloned().collect())
-    }
-}
-
 impl Handler<Positions> for Hub {
     type Result = ();
 
@@ -391,19 +354,5 @@ impl Hub {
         if self.spread.as_mut().is_some_and(|s| !s.tell_due()) {
             ctx.run_later(DRAIN_TICK, |act, ctx| act.close_due(ctx));
         }
-    }
-}
-
-impl Handler<GetStats> for Hub {
-    type Result = MessageResult<GetStats>;
-
-    fn handle(&mut self, _msg: GetStats, _ctx: &mut Self::Context) -> Self::Result {
-        let c = self.counters.clone();
-        let _timed = c.handling(ActorKind::Hub);
-        MessageResult(HubStats {
-            sessions: self.sessions,
-            users: self.users.len(),
-            draining: self.draining,
-        })
     }
 }
