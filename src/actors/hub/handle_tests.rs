@@ -104,3 +104,19 @@ fn a_thread_runs_one_shard_however_often_it_asks() {
         );
     });
 }
+
+#[test]
+fn a_thread_that_runs_a_shard_of_one_hub_still_takes_one_of_another() {
+    actix::System::new().block_on(async {
+        let (first, second) = (
+            handle(Duration::from_secs(1)),
+            handle(Duration::from_secs(1)),
+        );
+        assert!(first.take_shard_here());
+        assert!(
+            second.take_shard_here(),
+            "the second hub's shard is its own"
+        );
+        assert_eq!((first.waiting_shards(), second.waiting_shards()), (1, 1));
+    });
+}

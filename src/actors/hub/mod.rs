@@ -118,18 +118,23 @@ impl HubHandle {
 
     /// Runs the first shard no thread has taken yet on the current thread, an actix arbiter
     /// (`"workers"`: each public HTTP worker calls this as it starts), unless the thread
-    /// already runs one; false when it runs none and every shard is taken (a worker started
-    /// again after its thread died: its shard went with it).
+    /// already runs one of this hub's; false when it runs none and every shard is taken (a
+    /// worker started again after its thread died: its shard went with it).
     pub fn take_shard_here(&self) -> bool {
         thread_local! {
-            /// This thread runs a shard: a worker whose services are built again keeps it.
-            static RUNS_A_SHARD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+            /// The hub one of whose shards this thread runs (a worker whose services are
+            /// built again keeps it); weak, and so never the address of another hub.
+            static RUNS_A_SHARD_OF: std::cell::RefCell<std::sync::Weak<[Shard]>> =
+                std::cell::RefCell::new(std::sync::Weak::<[Shard; 0]>::new());
         }
-        if RUNS_A_SHARD.get() {
+        let this = Arc::downgrade(&self.shards);
+        if RUNS_A_SHARD_OF.with_borrow(|runs| runs.ptr_eq(&this)) {
             return true;
         }
         let took = self.shards.iter().any(|s| s.take_here(&self.make));
-        RUNS_A_SHARD.set(took);
+        if took {
+            RUNS_A_SHARD_OF.set(this);
+        }
         took
     }
 
